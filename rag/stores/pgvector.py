@@ -128,7 +128,7 @@ class PgVectorStore:
                                    options=f"-c statement_timeout={self.statement_timeout} "
                                            "-c lock_timeout=10000 -c idle_in_transaction_session_timeout=60000")
         except psycopg.OperationalError as e:
-            raise StoreError(f"cannot connect to {redact(self.uri)}: {redact(str(e).strip())}. "
+            raise StoreError(f"cannot connect to {redact(self.uri)}: {redact(" ".join(str(e).split()))}. "
                              f"Next: {_CHECK}") from e
         try:
             with conn.transaction():
@@ -141,7 +141,7 @@ class PgVectorStore:
             conn.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(self.ef_search)))
         except psycopg.Error as e:
             conn.close()
-            raise StoreError(f"{redact(self.uri)}: cannot set up pgvector: {redact(str(e).strip())}. Next: the "
+            raise StoreError(f"{redact(self.uri)}: cannot set up pgvector: {redact(" ".join(str(e).split()))}. Next: the "
                              "'vector' extension must be installed on the server and the user allowed to "
                              "CREATE EXTENSION vector (or ask an admin to run it once)") from e
         self._dim = self._table_dim(conn)
@@ -159,7 +159,7 @@ class PgVectorStore:
             try:
                 return fn(self._c(), *args)
             except psycopg.OperationalError as e:
-                raise StoreError(f"{redact(self.uri)}: {redact(str(e).strip())}. Next: {_CHECK}") from e
+                raise StoreError(f"{redact(self.uri)}: {redact(" ".join(str(e).split()))}. Next: {_CHECK}") from e
 
     def _table_dim(self, conn: psycopg.Connection) -> int | None:
         row = conn.execute(
