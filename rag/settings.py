@@ -36,6 +36,7 @@ class IngestSettings(_Section):
     file_timeout_s: float = Field(120.0, gt=0, description="A file whose parse takes longer is failed.")
     ocr: Literal["auto", "off", "force"] = Field("auto", description="OCR pages without a text layer when Tesseract exists.")
     ocr_lang: str = Field("eng", description="Tesseract language(s), e.g. 'eng+deu'.")
+    passwords: list[str] = Field(default_factory=list, description="Passwords tried on encrypted PDFs (after the empty one).", repr=False)
     workers: int = Field(1, ge=0, description="Parser processes running beside embedding (0 = parse inline).")
 
 

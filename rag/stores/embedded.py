@@ -136,6 +136,12 @@ class EmbeddedStore:
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
 
+    def version(self) -> tuple[int, int]:
+        """Changes whenever chunks are added or deleted (cheap: two indexed lookups)."""
+        row = self.db.execute("SELECT (SELECT COALESCE(MAX(rowid), 0) FROM chunks), "
+                              "(SELECT COALESCE(MAX(seq), 0) FROM deleted)").fetchone()
+        return int(row[0]), int(row[1])
+
     def sources(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT source, COUNT(*) FROM chunks GROUP BY source"))
 

@@ -1,0 +1,1 @@
+"""Ingestion: loaders, splitter, manifest and the incremental pipeline (``python -m ingest``)."""

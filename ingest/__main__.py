@@ -1,0 +1,91 @@
+"""Ingest files and folders into the vector store (incremental).
+
+Examples:
+    python -m ingest ./docs
+    python -m ingest ./docs ./more/report.pdf --chunk-size 800 --chunk-overlap 150
+    python -m ingest ./docs --store pgvector://postgres@127.0.0.1:54329/ragtune --json
+    python -m ingest --copy-from ./.ragtune/index --store pgvector://postgres@127.0.0.1:54329/ragtune
+
+Re-running is incremental: unchanged files are skipped without parsing, changed files are
+replaced, and files deleted from the given folders are removed from the index (no flag needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rag.cli import add_common, guarded, print_json, settings_from
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ingest", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="*", metavar="PATH", help="files or folders to ingest (recursively)")
+    p.add_argument("--chunk-size", type=int, metavar="N", help="chunk size in characters (default 1000)")
+    p.add_argument("--chunk-overlap", type=int, metavar="N", help="overlap in characters (default 200)")
+    p.add_argument("--workers", type=int, metavar="N", help="parser processes (default 1; 0 = parse inline)")
+    p.add_argument("--password", action="append", metavar="PW",
+                   help="password to try on encrypted PDFs (repeatable)")
+    p.add_argument("--copy-from", metavar="URI", help="copy another store's index (vectors included) into --store")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: on when stderr is a terminal and --json is off)")
+    add_common(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.paths and not args.copy_from:
+        parser.print_usage(sys.stderr)
+        print("error: give at least one PATH (or --copy-from URI)", file=sys.stderr)
+        return 2
+    return guarded(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rag.api import RAG
+
+    settings = settings_from(args, **{"ingest.chunk_size": args.chunk_size,
+                                      "ingest.chunk_overlap": args.chunk_overlap,
+                                      "ingest.workers": args.workers,
+                                      "ingest.passwords": args.password})
+    with RAG(settings=settings) as rag:
+        if args.copy_from:
+            return _copy(rag, args)
+        progress = args.progress if args.progress is not None else (sys.stderr.isatty() and not args.json)
+        result = rag.ingest(args.paths, progress=progress)
+    if args.json:
+        print_json(result.summary())
+    else:
+        print(f"added {result.added}, updated {result.updated}, unchanged {result.unchanged}, "
+              f"removed {result.removed}, failed {len(result.failed)}; "
+              f"{result.chunks} chunks written in {result.seconds:.1f} s")
+        for f in result.failed:
+            print(f"  failed: {f['path']}: {f['reason']}")
+    nothing_ingested = result.ingested == 0 and result.removed == 0
+    if nothing_ingested and not result.failed:
+        print("error: no supported files found (supported: .pdf, .txt, .md)", file=sys.stderr)
+        return 1
+    return 1 if nothing_ingested else 0
+
+
+def _copy(rag, args: argparse.Namespace) -> int:
+    from rag.stores import open_store
+    from rag.stores.migrate import copy_index
+
+    src = open_store(args.copy_from)
+    try:
+        moved = copy_index(src, rag.store)
+    finally:
+        src.close()
+    if args.json:
+        print_json({"copied": moved, "from": src.uri, "to": rag.store.uri})
+    else:
+        print(f"copied {moved} chunks from {src.uri} to {rag.store.uri} (no re-embedding)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,379 @@
+"""The incremental ingest pipeline: walk -> diff against the manifest -> parse -> split -> embed -> store.
+
+Parsing runs in a worker process (``ingest.workers``, default 1) so that the next file is parsed
+while this one is embedded, a crashing or hanging parser only fails its own file
+(``ingest.file_timeout_s``), and the main process never holds a half-parsed hostile file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ingest.loaders import LoadError, load, supported
+from ingest.manifest import Entry, Manifest, file_hash, manifest_path
+from ingest.splitter import TextPiece, split_document
+from rag.models import embedder_id_for
+from rag.settings import IngestSettings, Settings
+from rag.stores import SCHEMA_VERSION, VectorStore, check_info
+from rag.types import Chunk
+
+
+@dataclass
+class FileReport:
+    path: str
+    source: str
+    status: str               # added | updated | unchanged | removed | failed
+    pages: int = 0
+    chunks: int = 0
+    reason: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class IngestResult:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    chunks: int = 0
+    seconds: float = 0.0
+    files: list[FileReport] = field(default_factory=list)
+    embedded: int = 0          # texts actually sent to the embedder (cache misses)
+
+    def summary(self) -> dict[str, Any]:
+        """The ``--json`` object of DESIGN.md."""
+        return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged,
+                "removed": self.removed, "failed": self.failed, "chunks": self.chunks,
+                "seconds": round(self.seconds, 3)}
+
+    @property
+    def ingested(self) -> int:
+        return self.added + self.updated + self.unchanged
+
+
+# -- walking ----------------------------------------------------------------------------------
+def walk(paths: Iterable[str | Path]) -> Iterator[tuple[Path, Path]]:
+    """Yield (file, root) for every supported file; follows symlinks but never loops."""
+    seen_dirs: set[str] = set()
+    for raw in paths:
+        root = Path(raw).expanduser()
+        if root.is_file():
+            yield root, root.parent
+            continue
+        if not root.is_dir():
+            raise FileNotFoundError(f"no such file or folder: {raw}")
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            real = os.path.realpath(dirpath)
+            if real in seen_dirs:  # a symlink loop or a folder reached twice
+                dirnames[:] = []
+                continue
+            seen_dirs.add(real)
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                if not name.startswith(".") and supported(path):
+                    yield path, root
+
+
+def fingerprint(settings: Settings, embedder_id: str) -> str:
+    s = settings.ingest
+    return f"v{SCHEMA_VERSION}|{embedder_id}|{s.chunk_size}|{s.chunk_overlap}|{s.ocr}"
+
+
+def chunk_id(source: str, index: int, text: str) -> str:
+    return hashlib.sha256(f"{source}\x00{index}\x00{text}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+# -- parsing in a worker process --------------------------------------------------------------
+def _parse(path: str, settings: IngestSettings) -> tuple[str, Any]:
+    try:
+        doc = load(Path(path), settings)
+        pieces = split_document(doc, settings.chunk_size, settings.chunk_overlap)
+        return "ok", (doc, pieces)
+    except LoadError as e:
+        return "error", str(e)
+    except MemoryError:
+        return "error", "ran out of memory while parsing (lower ingest.max_pages or split the file)"
+    except Exception as e:  # noqa: BLE001 - any parser bug fails this file only
+        return "error", f"parser error: {e.__class__.__name__}: {str(e)[:200]}"
+
+
+class _Parser:
+    """Parses files ahead of the consumer, in a process pool when ``workers`` > 0."""
+
+    def __init__(self, settings: IngestSettings):
+        self.settings = settings
+        self.pool: ProcessPoolExecutor | None = None
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        import multiprocessing as mp
+
+        # forkserver: never fork a process that already runs torch threads.
+        return ProcessPoolExecutor(max_workers=self.settings.workers, mp_context=mp.get_context("forkserver"))
+
+    def _kill_pool(self) -> None:
+        if self.pool is not None:
+            for proc in list(getattr(self.pool, "_processes", {}).values()):
+                proc.kill()
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+
+    def run(self, paths: list[str]) -> Iterator[tuple[str, tuple[str, Any]]]:
+        if self.settings.workers == 0:
+            for p in paths:
+                yield p, _parse(p, self.settings)
+            return
+        ahead = max(2, self.settings.workers + 1)
+        queue: list[tuple[str, Future]] = []
+        todo = list(paths)
+        try:
+            while todo or queue:
+                if self.pool is None:
+                    self.pool = self._new_pool()
+                    queue = [(p, self.pool.submit(_parse, p, self.settings)) for p, _ in queue]
+                while todo and len(queue) < ahead:
+                    p = todo.pop(0)
+                    queue.append((p, self.pool.submit(_parse, p, self.settings)))
+                path, fut = queue.pop(0)
+                try:
+                    yield path, fut.result(timeout=self.settings.file_timeout_s)
+                except FutureTimeout:
+                    self._kill_pool()
+                    yield path, ("error", f"parsing took over {self.settings.file_timeout_s:g} s "
+                                          "(raise ingest.file_timeout_s to allow more)")
+                except BrokenProcessPool:
+                    self._kill_pool()
+                    yield path, ("error", "the parser crashed on this file (damaged PDF?)")
+        finally:
+            self._kill_pool()
+
+
+# -- the pipeline -----------------------------------------------------------------------------
+class Ingestor:
+    """Runs one ingest over a store. The embedder is created lazily: a no-change run loads none."""
+
+    def __init__(self, settings: Settings, store: VectorStore, embedder_factory: Callable[[], Any],
+                 *, progress: bool | None = None, log: Callable[[str], None] | None = None):
+        self.settings = settings
+        self.store = store
+        self._embedder_factory = embedder_factory
+        self._embedder = None
+        self.manifest = Manifest(manifest_path(settings.store_uri, settings.data_dir))
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.log = log or (lambda msg: None)
+        self.embedded = 0  # texts sent to the embedder (cache misses) in this run
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            self._embedder = self._embedder_factory()
+            expected = {"embedder": self._embedder.id, "dim": self._embedder.dim}
+            check_info(self.store, expected)
+        return self._embedder
+
+    def _source_name(self, path: Path, root: Path, taken: dict[str, str]) -> str:
+        rel = path.name if root == path.parent and path.is_file() and not root.is_dir() else None
+        try:
+            rel = rel or path.relative_to(root).as_posix()
+        except ValueError:
+            rel = path.name
+        for candidate in (rel, f"{root.resolve().name}/{rel}", str(path.resolve())):
+            owner = taken.get(candidate)
+            if owner is None or owner == str(path.resolve()):
+                return candidate
+        return str(path.resolve())
+
+    def run(self, paths: Iterable[str | Path], *, on_file: Callable[[FileReport], None] | None = None) -> IngestResult:
+        t0 = time.perf_counter()
+        result = IngestResult()
+        embedder_id = self._embedder.id if self._embedder else embedder_id_for(self.settings.embedder)
+        info = self.store.get_info()
+        if info and info.get("embedder") not in (None, embedder_id):
+            check_info(self.store, {"embedder": embedder_id, "dim": info.get("dim")})
+        fp = fingerprint(self.settings, embedder_id)
+        entries = {e.path: e for e in self.manifest.entries()}
+        taken = {e.source: e.path for e in entries.values()}
+        roots = [Path(p).expanduser().resolve() for p in paths]
+        found: list[tuple[Path, str, Entry | None]] = []
+        seen: set[str] = set()
+        for path, root in walk(paths):
+            real = str(path.resolve())
+            if real in seen:
+                continue
+            seen.add(real)
+            old = entries.get(real)
+            source = old.source if old else self._source_name(path, root, taken)
+            taken[source] = real
+            found.append((path, source, old))
+
+        # Classify without parsing: size+mtime first, content hash only when those changed.
+        work: list[tuple[Path, str, Entry | None, str, os.stat_result]] = []
+        for path, source, old in found:
+            try:
+                st = path.stat()
+            except OSError as e:
+                self._fail(result, path, source, f"cannot read file: {e.strerror or e}", on_file)
+                continue
+            real = str(path.resolve())
+            if old and old.status in ("done", "failed") and old.fingerprint == fp:
+                same = old.size == st.st_size and old.mtime_ns == st.st_mtime_ns
+                if not same:
+                    try:
+                        same = file_hash(path) == old.hash
+                    except OSError as e:
+                        self._fail(result, path, source, f"cannot read file: {e.strerror or e}", on_file)
+                        continue
+                    if same:
+                        old.size, old.mtime_ns = st.st_size, st.st_mtime_ns
+                        self.manifest.put(old)
+                if same and old.status == "failed":
+                    self._fail(result, path, source, old.reason, on_file)  # same bytes, same verdict
+                    continue
+                if same:
+                    self._unchanged(result, real, source, old, on_file)
+                    continue
+            work.append((path, source, old, "", st))
+
+        # Files under the given folders that are gone (or were pending) are removed from the store.
+        for real, old in entries.items():
+            if real in seen or not any(_is_under(Path(real), r) for r in roots):
+                continue
+            if Path(real).exists() and supported(Path(real)):
+                continue  # still there but outside what was walked (e.g. hidden folder): leave it
+            self.store.delete_source(old.source)
+            self.manifest.remove(real)
+            result.removed += 1
+            rep = FileReport(real, old.source, "removed")
+            result.files.append(rep)
+            on_file and on_file(rep)
+
+        if work:
+            self._process(work, fp, result, on_file)
+        result.seconds = time.perf_counter() - t0
+        result.embedded = self.embedded
+        return result
+
+    def _process(self, work, fp: str, result: IngestResult, on_file) -> None:
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(work), unit="file", desc="ingest", file=sys.stderr, dynamic_ncols=True)
+        by_path = {str(p): (p, src, old, st) for p, src, old, _, st in work}
+        t0 = time.perf_counter()
+        try:
+            for path_str, (status, payload) in _Parser(self.settings.ingest).run(list(by_path)):
+                path, source, old, st = by_path[path_str]
+                real = str(path.resolve())
+                if status != "ok":
+                    self._fail(result, path, source, payload, on_file)
+                    # A file that was ingested before but now fails keeps nothing stale.
+                    if old is not None and old.status != "failed":
+                        self.store.delete_source(old.source)
+                    self._remember_failure(path, real, source, st, fp, payload)
+                else:
+                    doc, pieces = payload
+                    n = self._store_file(path, real, source, doc, pieces, fp, st, old)
+                    rep = FileReport(real, source, "updated" if old and old.status != "failed" else "added",
+                                     pages=int(doc.metadata.get("pages", len(doc.pages))), chunks=n,
+                                     warnings=list(doc.warnings))
+                    if old and old.status != "failed":
+                        result.updated += 1
+                    else:
+                        result.added += 1
+                    result.chunks += n
+                    result.files.append(rep)
+                    on_file and on_file(rep)
+                if bar is not None:
+                    rate = result.chunks / max(1e-9, time.perf_counter() - t0)
+                    bar.set_postfix(chunks=result.chunks, rate=f"{rate:.0f} chunks/s", refresh=False)
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+            flush = getattr(self.store, "flush", None)
+            if flush:
+                flush()
+
+    def _remember_failure(self, path: Path, real: str, source: str, st: os.stat_result, fp: str,
+                          reason: str) -> None:
+        try:
+            digest = file_hash(path)
+        except OSError:
+            self.manifest.remove(real)
+            return
+        self.manifest.put(Entry(real, source, st.st_size, st.st_mtime_ns, digest, fp, 0, "failed", reason))
+
+    def _store_file(self, path: Path, real: str, source: str, doc, pieces: list[TextPiece], fp: str,
+                    st: os.stat_result, old: Entry | None) -> int:
+        emb = self.embedder
+        pieces = _refit(pieces, doc, self.settings.ingest, emb)
+        digest = file_hash(path)
+        entry = Entry(real, source, st.st_size, st.st_mtime_ns, digest, fp, len(pieces), "pending")
+        self.manifest.put(entry)                        # 1. say what we are about to do
+        self.store.delete_source(source)                # 2. drop whatever an earlier run left
+        meta = {k: v for k, v in doc.metadata.items() if k in ("format", "title")}
+        chunks = [Chunk(chunk_id(source, i, p.text), p.text, source, p.page, i, digest, dict(meta))
+                  for i, p in enumerate(pieces)]
+        self._ensure_info(emb)
+        step = self.settings.ingest.batch_size * 8
+        misses = getattr(emb, "misses", 0)
+        for i in range(0, len(chunks), step):          # 3. embed (cached) and store
+            part = chunks[i:i + step]
+            self.store.upsert(part, emb.embed([c.text for c in part]))
+        self.embedded += getattr(emb, "misses", 0) - misses
+        entry.status = "done"
+        self.manifest.put(entry)                        # 4. commit the file
+        return len(chunks)
+
+    def _ensure_info(self, emb) -> None:
+        want = {"embedder": emb.id, "dim": emb.dim, "schema": SCHEMA_VERSION,
+                "chunk_size": self.settings.ingest.chunk_size, "chunk_overlap": self.settings.ingest.chunk_overlap,
+                "max_tokens": emb.max_tokens}
+        if self.store.get_info() != want:
+            self.store.set_info(want)
+
+    def _fail(self, result: IngestResult, path: Path, source: str, reason: str, on_file) -> None:
+        result.failed.append({"path": str(path), "reason": reason})
+        rep = FileReport(str(path), source, "failed", reason=reason)
+        result.files.append(rep)
+        on_file and on_file(rep)
+
+    def _unchanged(self, result: IngestResult, real: str, source: str, old: Entry, on_file) -> None:
+        result.unchanged += 1
+        rep = FileReport(real, source, "unchanged", chunks=old.chunks)
+        result.files.append(rep)
+        on_file and on_file(rep)
+
+    def close(self) -> None:
+        self.manifest.close()
+
+
+def _refit(pieces: list[TextPiece], doc, settings: IngestSettings, emb) -> list[TextPiece]:
+    """Re-split pieces longer than the embedder's token limit (never truncate silently)."""
+    counts = emb.count_tokens([p.text for p in pieces]) if pieces else []
+    if all(c <= emb.max_tokens for c in counts):
+        return pieces
+    return split_document(doc, settings.chunk_size, settings.chunk_overlap,
+                          max_tokens=emb.max_tokens, count_tokens=emb.count_tokens)
+
+
+def _is_under(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def result_dict(result: IngestResult) -> dict[str, Any]:
+    out = result.summary()
+    out["files"] = [asdict(f) for f in result.files]
+    return out

@@ -1,0 +1,219 @@
+"""The Python API other apps embed: ``from rag import RAG``.
+
+Everything the CLI and the UI do is one call here. Heavy parts (embedder, store, LLM) are built
+on first use and kept, so a second question reloads nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.errors import redact
+from rag.settings import Settings, load_settings
+from rag.stores import SCHEMA_VERSION, VectorStore, check_info, open_store
+from rag.types import Chunk, Filter, Hit
+
+
+class RAG:
+    """Ask questions over your documents.
+
+    Args:
+        store: a store URI (default: the embedded store under the data directory).
+        llm: an LLM spec (``hf:...``, ``gguf:...``, ``openai:...``; default: packaged SmolLM2).
+        settings: a full settings tree; ``store`` / ``llm`` / ``overrides`` apply on top of it.
+        overrides: dotted settings, e.g. ``{"retrieval.k": 8}``.
+    """
+
+    def __init__(self, store: str | None = None, llm: str | None = None, *, settings: Settings | None = None,
+                 config: str | Path | None = None, **overrides: Any):
+        flags = {k.replace("__", "."): v for k, v in overrides.items()}
+        flags.update({"store": store, "llm.spec": llm})
+        if settings is None:
+            settings = load_settings(config, overrides=flags)
+        else:
+            data = settings.model_dump()
+            for dotted, value in flags.items():
+                if value is None:
+                    continue
+                node = data
+                *parents, last = dotted.split(".")
+                for part in parents:
+                    node = node[part]
+                node[last] = value
+            settings = Settings.model_validate(data)
+        self.settings = settings
+        self._store: VectorStore | None = None
+        self._embedder = None
+        self._retriever = None
+        self._llm = None
+        self._lock = threading.RLock()
+
+    # -- parts, built on first use ------------------------------------------------------------
+    @property
+    def store(self) -> VectorStore:
+        with self._lock:
+            if self._store is None:
+                self._store = open_store(self.settings.store_uri)
+            return self._store
+
+    @property
+    def embedder(self):
+        with self._lock:
+            if self._embedder is None:
+                from rag.embedders import open_embedder
+                from rag.embedders.cache import CachedEmbedder
+
+                inner = open_embedder(self.settings.embedder, device=self.settings.device)
+                self._embedder = CachedEmbedder(inner, self.settings.data_dir / "cache")
+            return self._embedder
+
+    @property
+    def retriever(self):
+        with self._lock:
+            if self._retriever is None:
+                from rag.retrieval import Retriever
+
+                emb = self.embedder
+                check_info(self.store, {"embedder": emb.id, "dim": emb.dim})
+                self._retriever = Retriever(self.store, emb, self.settings.retrieval)
+            return self._retriever
+
+    @property
+    def llm(self):
+        with self._lock:
+            if self._llm is None:
+                from rag.llms import open_llm
+
+                self._llm = open_llm(self.settings.llm.spec, self.settings)
+            return self._llm
+
+    # -- ingest -------------------------------------------------------------------------------
+    def ingest(self, paths: Iterable[str | Path], *, progress: bool | None = False, on_file=None):
+        """Ingest files and folders (the same pipeline as ``python -m ingest``).
+
+        Returns:
+            ``ingest.pipeline.IngestResult`` (``.summary()`` is the CLI's ``--json`` object).
+        """
+        from ingest.pipeline import Ingestor
+
+        with self._lock:
+            ing = Ingestor(self.settings, self.store, lambda: self.embedder, progress=progress)
+            try:
+                return ing.run(list(paths), on_file=on_file)
+            finally:
+                ing.close()
+
+    def add_texts(self, texts: Sequence[str], metadatas: Sequence[dict[str, Any]] | None = None,
+                  ids: Sequence[str] | None = None, *, split: bool = False) -> list[str]:
+        """Add raw texts (e.g. a JSONL corpus). Each metadata may carry ``source`` and ``page``.
+
+        Texts are stored as given unless ``split`` is true (then chunked like files).
+        """
+        from ingest.pipeline import chunk_id
+        from ingest.splitter import split_text
+
+        metadatas = list(metadatas) if metadatas is not None else [{} for _ in texts]
+        if len(metadatas) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(metadatas)} metadatas")
+        chunks: list[Chunk] = []
+        for i, (text, meta) in enumerate(zip(texts, metadatas)):
+            meta = dict(meta)
+            source = str(meta.pop("source", ids[i] if ids else f"text-{i}"))
+            page = int(meta.pop("page", 0))
+            parts = [p for p, _ in split_text(text, self.settings.ingest.chunk_size,
+                                              self.settings.ingest.chunk_overlap)] if split else [text]
+            for j, part in enumerate(parts):
+                cid = ids[i] if ids and not split else chunk_id(source, j, part)
+                chunks.append(Chunk(cid, part, source, page, j, "", meta))
+        emb = self.embedder
+        with self._lock:
+            check_info(self.store, {"embedder": emb.id, "dim": emb.dim})
+            if not self.store.get_info():
+                self.store.set_info({"embedder": emb.id, "dim": emb.dim, "schema": SCHEMA_VERSION})
+            step = self.settings.ingest.batch_size * 16
+            for i in range(0, len(chunks), step):
+                part = chunks[i:i + step]
+                self.store.upsert(part, emb.embed([c.text for c in part]))
+            flush = getattr(self.store, "flush", None)
+            if flush:
+                flush()
+        return [c.id for c in chunks]
+
+    # -- retrieval ----------------------------------------------------------------------------
+    def retrieve(self, question: str, k: int | None = None, mode: str | None = None,
+                 filter: Filter | dict[str, Any] | None = None, **kw: Any) -> list[Hit]:
+        """Top-k passages for a question: ``mode`` is dense, bm25, hybrid or mmr."""
+        if isinstance(filter, dict):
+            filter = Filter(**filter)
+        return self.retriever.retrieve(question, k=k, mode=mode, filter=filter, **kw)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return self.embedder.embed(texts)
+
+    # -- generation (rag.chain) ---------------------------------------------------------------
+    def ask(self, question: str, k: int | None = None, mode: str | None = None,
+            filter: Filter | dict[str, Any] | None = None, history: list[dict[str, str]] | None = None,
+            **gen: Any):
+        """Answer with citations. Returns ``rag.chain.Answer``.
+
+        ``history`` (earlier turns) makes the question a follow-up: it is rewritten into a
+        standalone question before retrieval. ``gen``: temperature, top_p, max_new_tokens, stop.
+        """
+        from rag import chain
+
+        return chain.answer(question, retrieve=self._retrieve_fn(k, mode, filter), llm=self.llm,
+                            settings=self.settings, history=history, **gen)
+
+    def stream(self, question: str, k: int | None = None, mode: str | None = None,
+               filter: Filter | dict[str, Any] | None = None,
+               history: list[dict[str, str]] | None = None, **gen: Any):
+        """Yield answer tokens as they are generated.
+
+        Returns ``rag.chain.StreamingAnswer``: iterate it for the tokens; ``.sources`` is ready
+        before the first token and ``.answer`` (the full ``Answer``) after the last.
+        """
+        from rag import chain
+
+        return chain.stream(question, retrieve=self._retrieve_fn(k, mode, filter), llm=self.llm,
+                            settings=self.settings, history=history, **gen)
+
+    def chat(self, message: str, history: list[dict[str, str]] | None = None, **kw: Any):
+        """One chat turn: the follow-up is rewritten into a standalone question first.
+
+        Returns ``rag.chain.Answer``; append ``{"role": "user", "content": message}`` and
+        ``{"role": "assistant", "content": answer.text}`` to the history for the next turn.
+        """
+        return self.ask(message, history=list(history or []), **kw)
+
+    def _retrieve_fn(self, k: int | None, mode: str | None, filter: Filter | dict[str, Any] | None):
+        return lambda q: self.retrieve(q, k=k, mode=mode, filter=filter)
+
+    # -- info ---------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """What the index holds: files, chunks, store (no secrets), embedder, dim."""
+        store = self.store
+        info = store.get_info() or {}
+        sources = store.sources()
+        return {"files": len(sources), "chunks": sum(sources.values()), "store": redact(store.uri),
+                "embedder": info.get("embedder"), "dim": info.get("dim")}
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+            if self._embedder is not None:
+                self._embedder.close()
+                self._embedder = None
+            self._retriever = None
+
+    def __enter__(self) -> "RAG":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
