@@ -56,7 +56,7 @@ def parse_uri(uri: str) -> dict[str, Any]:
         raise ConfigError(f"not a qdrant URI: '{redact(uri)}' (expected qdrant://./path or qdrant://host:6333)")
     rest, _, query = uri[len("qdrant://"):].partition("?")
     q = {k: v[-1] for k, v in parse_qs(query).items()}
-    opts = {"collection": q.pop("collection", "chunks"), "timeout": int(q.pop("timeout", 10)),
+    opts = {"collection": q.pop("collection", "chunks"), "timeout": int(q.pop("timeout", 5)),
             "https": q.pop("https", "false").lower() in ("1", "true", "yes")}
     if q:
         raise ConfigError(f"unknown parameter(s) {sorted(q)} in '{redact(uri)}' (known: collection, timeout, https)")

@@ -105,11 +105,16 @@ class WeaviateStore:
         if not cfg["host"]:
             url = os.environ.get("WEAVIATE_URL")
             if not url:
-                raise StoreError("weaviate:///COLLECTION needs WEAVIATE_URL (and usually WEAVIATE_API_KEY); "
-                                 "or give host:port in the URI")
-            if not key:
-                raise StoreError("WEAVIATE_URL is set but WEAVIATE_API_KEY is not: export it")
-            return weaviate.connect_to_weaviate_cloud(url, auth_credentials=auth, additional_config=extra)
+                raise StoreError("weaviate:///COLLECTION needs WEAVIATE_URL (a cloud cluster URL with "
+                                 "WEAVIATE_API_KEY, or http://host:8080); or give host:port in the URI")
+            if key and (".weaviate.cloud" in url or ".weaviate.network" in url):
+                return weaviate.connect_to_weaviate_cloud(url, auth_credentials=auth, additional_config=extra)
+            u = urlsplit(url if "://" in url else f"http://{url}")  # a self-hosted server
+            secure = u.scheme == "https"
+            return weaviate.connect_to_custom(
+                http_host=u.hostname, http_port=u.port or (443 if secure else 8080), http_secure=secure,
+                grpc_host=u.hostname, grpc_port=cfg["grpc_port"], grpc_secure=secure, auth_credentials=auth,
+                additional_config=extra)
         return weaviate.connect_to_custom(
             http_host=cfg["host"], http_port=cfg["port"], http_secure=cfg["secure"], grpc_host=cfg["host"],
             grpc_port=cfg["grpc_port"], grpc_secure=cfg["secure"], auth_credentials=auth, additional_config=extra)
