@@ -1,0 +1,84 @@
+"""``gguf:PATH``: a GGUF file through llama.cpp (``pip install 'ragtune[llamacpp]'``).
+
+Also the default backend for the packaged SmolLM2 when ``llama_cpp`` is importable: about 3x
+the tokens/s of transformers on CPU. The chat template is the one stored in the GGUF.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+
+from rag.errors import LLMError, ModelNotFoundError
+from rag.llms import BaseLLM, Message
+
+DEFAULT_N_CTX = 8192  # cap when neither the settings nor a smaller trained context says otherwise
+
+
+class LlamaCppLLM(BaseLLM):
+    """A GGUF model through llama-cpp-python, chat completion with streaming."""
+
+    def __init__(self, rest: str, settings: Any):
+        super().__init__(settings)
+        path = Path(rest).expanduser()
+        if not path.is_file():
+            raise ModelNotFoundError(f"GGUF file not found: '{rest}' (expected gguf:PATH/TO/MODEL.gguf)")
+        self.name = "gguf:" + rest
+        self.path = path
+        threads = int(settings.llm.threads or os.cpu_count() or 1)
+        n_ctx = int(settings.llm.context_window or 0)
+        try:
+            # llama.cpp prints its load log to stderr at C level even with verbose=False on some
+            # builds; keep ours quiet at the Python level at least.
+            with contextlib.redirect_stderr(io.StringIO()):
+                self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx or DEFAULT_N_CTX,
+                                           n_threads=threads, n_threads_batch=threads, verbose=False)
+        except (ValueError, RuntimeError) as e:
+            raise LLMError(f"llama.cpp could not load '{path}': {e}") from e
+        meta = getattr(self.llm, "metadata", {}) or {}
+        trained = next((int(v) for k, v in meta.items() if k.endswith(".context_length")), DEFAULT_N_CTX)
+        if not n_ctx and trained < self.llm.n_ctx():  # never promise more than the model saw
+            with contextlib.redirect_stderr(io.StringIO()):
+                self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=trained, n_threads=threads,
+                                           n_threads_batch=threads, verbose=False)
+        self.context_window = int(self.llm.n_ctx())
+        self._lock = threading.Lock()  # a Llama object must not decode from two threads at once
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def _kwargs(self, opts: dict[str, Any]) -> dict[str, Any]:
+        o = self.gen_options(opts)
+        kw: dict[str, Any] = {"max_tokens": int(o["max_new_tokens"]), "temperature": float(o["temperature"]),
+                              "top_p": float(o["top_p"])}
+        if float(o["temperature"]) <= 0:
+            kw.update(temperature=0.0, top_k=1)  # greedy
+        if o.get("stop"):
+            kw["stop"] = [o["stop"]] if isinstance(o["stop"], str) else list(o["stop"])
+        return kw
+
+    def generate(self, messages: list[Message], **opts: Any) -> str:
+        with self._lock:
+            try:
+                out = self.llm.create_chat_completion(messages=messages, stream=False, **self._kwargs(opts))
+            except (ValueError, RuntimeError) as e:
+                raise LLMError(f"{self.name}: generation failed: {e}") from e
+        return (out["choices"][0]["message"].get("content") or "").strip()
+
+    def stream(self, messages: list[Message], **opts: Any) -> Iterator[str]:
+        with self._lock:
+            try:
+                chunks = self.llm.create_chat_completion(messages=messages, stream=True, **self._kwargs(opts))
+                for chunk in chunks:
+                    piece = chunk["choices"][0].get("delta", {}).get("content")
+                    if piece:
+                        yield piece
+            except (ValueError, RuntimeError) as e:
+                raise LLMError(f"{self.name}: generation failed: {e}") from e

@@ -1,0 +1,207 @@
+"""``hf:ID_OR_PATH[+adapter:DIR]``: any local causal LM through transformers, optionally with a
+PEFT (LoRA / QLoRA) adapter written by ``python -m finetune.qlora``.
+
+The packaged SmolLM2 (``hf:``, ``hf:smollm2``, or no base with an adapter) loads from the dense
+safetensors that :func:`rag.models.dense_base_model` caches under the data directory: the same
+weights ``finetune`` trains on, so adapters apply to exactly what they were trained against.
+Only safetensors weights are loaded; ``trust_remote_code`` comes from settings (off by default).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList,
+                          TextIteratorStreamer)
+
+from rag.errors import ConfigError, LLMError, MissingDependencyError, ModelNotFoundError
+from rag.llms import ADAPTER_MARK, BaseLLM, Message
+from rag.models import dense_base_model, is_packaged_llm
+
+ADAPTER_META = "ragtune_adapter.json"
+
+
+def parse_spec(rest: str) -> tuple[str, str | None]:
+    """``'MODEL+adapter:DIR'`` -> ``('MODEL', 'DIR')``; ``'MODEL'`` -> ``('MODEL', None)``."""
+    base, sep, adapter = rest.partition(ADAPTER_MARK)
+    if sep and not adapter.strip():
+        raise ConfigError(f"empty adapter path in 'hf:{rest}' (expected hf:MODEL+adapter:DIR)")
+    return base.strip(), (adapter.strip() if sep else None)
+
+
+def resolve_adapter(adapter: str, settings: Any) -> Path:
+    """A local adapter folder; ``models:/NAME@ALIAS`` is fetched from the MLflow registry.
+
+    Raises:
+        ModelNotFoundError: the folder does not exist or holds no safetensors adapter.
+    """
+    if adapter.startswith("models:/"):
+        try:
+            import mlflow
+        except ImportError as e:
+            raise MissingDependencyError(f"adapter '{adapter}'", "finetune", "mlflow") from e
+        data_dir = Path(settings.data_dir).resolve()
+        mlflow.set_tracking_uri(settings.tracking_uri or f"sqlite:///{data_dir / 'mlflow.db'}")
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=adapter)
+        except Exception as e:  # mlflow raises many types; the message names the model
+            raise ModelNotFoundError(f"adapter '{adapter}' not found in the MLflow registry: {e}") from e
+        path = Path(local)
+        if not (path / "adapter_config.json").exists():
+            found = next(path.rglob("adapter_config.json"), None)
+            path = found.parent if found else path
+    else:
+        path = Path(adapter).expanduser()
+    if not (path / "adapter_config.json").exists():
+        raise ModelNotFoundError(f"no PEFT adapter at '{adapter}' (expected adapter_config.json there; "
+                                 "adapters are written by python -m finetune.qlora --output DIR)")
+    if not (path / "adapter_model.safetensors").exists():
+        raise ModelNotFoundError(f"adapter '{adapter}' has no adapter_model.safetensors "
+                                 "(only safetensors weights are loaded)")
+    return path
+
+
+def adapter_base(path: Path) -> str:
+    """The base model an adapter names in ``ragtune_adapter.json`` ('' = the packaged SmolLM2)."""
+    meta = path / ADAPTER_META
+    if not meta.exists():
+        return ""
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    base = data.get("base") or data.get("base_model") or data.get("base_spec") or ""
+    base = str(base)
+    return base[3:] if base.startswith("hf:") else base
+
+
+class _Cancel(StoppingCriteria):
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs) -> bool:
+        return self.event.is_set()
+
+
+class HFLLM(BaseLLM):
+    """A causal LM through transformers, with chat template and TextIteratorStreamer streaming."""
+
+    def __init__(self, rest: str, settings: Any):
+        super().__init__(settings)
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        base, adapter = parse_spec(rest)
+        self.adapter_path = resolve_adapter(adapter, settings) if adapter else None
+        if not base and self.adapter_path is not None:
+            base = adapter_base(self.adapter_path)
+        self.base = base
+        self.name = "hf:" + rest
+        trust = bool(settings.llm.trust_remote_code)
+        if settings.llm.threads:
+            torch.set_num_threads(int(settings.llm.threads))
+        gguf_file = None
+        if is_packaged_llm(base):
+            path = dense_base_model("", settings.data_dir)
+        elif base.lower().endswith(".gguf") and Path(base).is_file():
+            path, gguf_file = str(Path(base).parent), Path(base).name
+        else:
+            path = str(Path(base).expanduser()) if Path(base).expanduser().exists() else base
+        kwargs: dict[str, Any] = {"trust_remote_code": trust}
+        if gguf_file:
+            kwargs["gguf_file"] = gguf_file
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+            self.model = AutoModelForCausalLM.from_pretrained(
+                path, use_safetensors=None if gguf_file else True, dtype=torch.float32, **kwargs)
+        except OSError as e:
+            raise ModelNotFoundError(
+                f"cannot load '{base}' with transformers offline: {e}. Give a local folder with "
+                "safetensors weights (hf:/path/to/model) or a model already in the HF cache") from e
+        device = settings.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if self.adapter_path is not None:
+            try:
+                from peft import PeftModel
+            except ImportError as e:
+                raise MissingDependencyError("LLM adapters (+adapter:)", "finetune", "peft") from e
+            self.model = PeftModel.from_pretrained(self.model, str(self.adapter_path))
+        self.model.to(device).eval()
+        self.device = device
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        cfg_window = getattr(self.model.config, "max_position_embeddings", None) or 2048
+        self.context_window = int(settings.llm.context_window or cfg_window)
+        self._lock = threading.Lock()  # one generate at a time on a shared model
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def _inputs(self, messages: list[Message]) -> torch.Tensor:
+        if getattr(self.tokenizer, "chat_template", None):
+            ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                                     return_tensors="pt", return_dict=False)
+            if not isinstance(ids, torch.Tensor):  # newer transformers may return a BatchEncoding
+                ids = ids["input_ids"]
+        else:  # a base model without a template: plain role-prefixed text
+            text = "\n\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\n\nassistant:"
+            ids = self.tokenizer(text, return_tensors="pt").input_ids
+        return ids.to(self.device)
+
+    def _kwargs(self, opts: dict[str, Any]) -> dict[str, Any]:
+        o = self.gen_options(opts)
+        kw: dict[str, Any] = {"max_new_tokens": int(o["max_new_tokens"]),
+                              "pad_token_id": self.tokenizer.pad_token_id}
+        if float(o["temperature"]) > 0:
+            kw.update(do_sample=True, temperature=float(o["temperature"]), top_p=float(o["top_p"]))
+        else:
+            kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if o.get("stop"):
+            kw["stop_strings"] = list(o["stop"]) if not isinstance(o["stop"], str) else [o["stop"]]
+            kw["tokenizer"] = self.tokenizer
+        return kw
+
+    def generate(self, messages: list[Message], **opts: Any) -> str:
+        ids = self._inputs(messages)
+        with self._lock, torch.inference_mode():
+            try:
+                out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                          **self._kwargs(opts))
+            except RuntimeError as e:
+                raise LLMError(f"{self.name}: generation failed: {e}") from e
+        return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+
+    def stream(self, messages: list[Message], **opts: Any) -> Iterator[str]:
+        ids = self._inputs(messages)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True,
+                                        timeout=600)
+        errors: list[BaseException] = []
+        cancel = threading.Event()  # set when the consumer stops early, so generate() stops too
+
+        def work() -> None:
+            try:
+                with torch.inference_mode():
+                    self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                        streamer=streamer, stopping_criteria=StoppingCriteriaList(
+                                            [_Cancel(cancel)]), **self._kwargs(opts))
+            except BaseException as e:  # surfaced in the caller's thread below
+                errors.append(e)
+                streamer.end()
+
+        with self._lock:
+            thread = threading.Thread(target=work, name="hf-generate", daemon=True)
+            thread.start()
+            try:
+                for piece in streamer:
+                    if piece:
+                        yield piece
+            finally:
+                cancel.set()
+                thread.join()
+        if errors:
+            raise LLMError(f"{self.name}: generation failed: {errors[0]}") from errors[0]
