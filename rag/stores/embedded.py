@@ -95,6 +95,10 @@ class EmbeddedStore:
         if not chunks:
             return
         vecs = to_vectors(vectors, len(chunks))
+        latest = {c.id: i for i, c in enumerate(chunks)}
+        if len(latest) < len(chunks):  # the same id twice in one batch: the last one wins
+            keep = sorted(latest.values())
+            chunks, vecs = [chunks[i] for i in keep], vecs[keep]
         with self._lock:
             cur = self.db.cursor()
             cur.execute("BEGIN IMMEDIATE")

@@ -42,6 +42,11 @@ _CHECK = ("check that PostgreSQL is running and reachable (scripts/pg.sh start r
           "and the user, password (PGPASSWORD) and database name")
 
 
+def _msg(e: Exception) -> str:
+    """A driver error on one line, passwords stripped."""
+    return redact(" ".join(str(e).split()))
+
+
 def filter_to_sql(f: Filter | None) -> tuple[str, list[Any]]:
     """Translate a Filter into a WHERE clause (``%s`` placeholders) and its parameters.
 
@@ -128,7 +133,7 @@ class PgVectorStore:
                                    options=f"-c statement_timeout={self.statement_timeout} "
                                            "-c lock_timeout=10000 -c idle_in_transaction_session_timeout=60000")
         except psycopg.OperationalError as e:
-            raise StoreError(f"cannot connect to {redact(self.uri)}: {redact(" ".join(str(e).split()))}. "
+            raise StoreError(f"cannot connect to {redact(self.uri)}: {_msg(e)}. "
                              f"Next: {_CHECK}") from e
         try:
             with conn.transaction():
@@ -141,7 +146,7 @@ class PgVectorStore:
             conn.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(self.ef_search)))
         except psycopg.Error as e:
             conn.close()
-            raise StoreError(f"{redact(self.uri)}: cannot set up pgvector: {redact(" ".join(str(e).split()))}. Next: the "
+            raise StoreError(f"{redact(self.uri)}: cannot set up pgvector: {_msg(e)}. Next: the "
                              "'vector' extension must be installed on the server and the user allowed to "
                              "CREATE EXTENSION vector (or ask an admin to run it once)") from e
         self._dim = self._table_dim(conn)
@@ -159,7 +164,7 @@ class PgVectorStore:
             try:
                 return fn(self._c(), *args)
             except psycopg.OperationalError as e:
-                raise StoreError(f"{redact(self.uri)}: {redact(" ".join(str(e).split()))}. Next: {_CHECK}") from e
+                raise StoreError(f"{redact(self.uri)}: {_msg(e)}. Next: {_CHECK}") from e
 
     def _table_dim(self, conn: psycopg.Connection) -> int | None:
         row = conn.execute(
