@@ -59,8 +59,9 @@ def json_answer(answer) -> dict:
     return d
 
 
-def print_answer_stream(streaming, out=sys.stdout) -> object:
+def print_answer_stream(streaming, out=None) -> object:
     """Write tokens as they come, then a newline; return the finished Answer."""
+    out = out or sys.stdout
     for piece in streaming:
         out.write(piece)
         out.flush()
@@ -68,7 +69,8 @@ def print_answer_stream(streaming, out=sys.stdout) -> object:
     return streaming.answer
 
 
-def print_notes(answer, out=sys.stderr) -> None:
+def print_notes(answer, out=None) -> None:
+    out = out or sys.stderr
     notes = {"no_citations": "note: the model cited no passage; [1] is shown as the likely source",
              "invalid_citations": f"note: cited passages that do not exist: {answer.invalid_citations}",
              "unsupported_sentences": "note: some cited sentences share no words with their passages",
