@@ -27,9 +27,21 @@ from typing import Any
 
 from rag.types import Hit
 
-__all__ = ["Source", "Answer", "StreamingAnswer", "answer", "stream", "build_messages", "pack_context",
-           "parse_citations", "verify_citations", "rewrite_messages", "condense_question",
-           "SYSTEM_PROMPT", "NO_PASSAGES_ANSWER"]
+__all__ = [
+    "NO_PASSAGES_ANSWER",
+    "SYSTEM_PROMPT",
+    "Answer",
+    "Source",
+    "StreamingAnswer",
+    "answer",
+    "build_messages",
+    "condense_question",
+    "pack_context",
+    "parse_citations",
+    "rewrite_messages",
+    "stream",
+    "verify_citations",
+]
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered context passages in the user's message. "
@@ -66,7 +78,7 @@ class Source:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_hit(cls, n: int, hit: Hit) -> "Source":
+    def from_hit(cls, n: int, hit: Hit) -> Source:
         return cls(n=n, source=hit.source, page=hit.page, score=float(hit.score), text=hit.text, id=hit.id,
                    metadata=dict(hit.metadata))
 
@@ -202,7 +214,7 @@ passage passages same she should so some such than that the their theirs them th
 these they this those through to too under until up very was we were what when where which while
 who whom why will with would you your yours yourself yourselves according context answer question
 source sources document documents says said know don does doesn
-""".split())
+""".split())  # noqa: SIM905 - a word list reads better as text
 _DECLINE = re.compile(r"\b(?:don'?t|do not|doesn'?t|does not|cannot|can'?t|unable to)\s+"
                       r"(?:know|say|find|answer|determine|tell)|\bnot (?:mentioned|provided|stated|"
                       r"specified|available|contain)|\bno (?:information|mention)", re.IGNORECASE)
@@ -320,7 +332,7 @@ def condense_question(question: str, history: Sequence[Any] | None, llm: Any) ->
         return question
     raw = llm.generate(rewrite_messages(question, history), max_new_tokens=64, temperature=0.0)
     line = next((ln.strip() for ln in raw.strip().splitlines() if ln.strip()), "")
-    line = re.sub(r"^(?:standalone question|question|rewritten question)\s*:\s*", "", line, flags=re.I)
+    line = re.sub(r"^(?:standalone question|question|rewritten question)\s*:\s*", "", line, flags=re.IGNORECASE)
     line = line.strip().strip('"\'“”').strip()
     if not line or len(line) > 3 * len(question) + 200:
         return question

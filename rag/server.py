@@ -32,8 +32,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from rag.errors import (ConfigError, DataError, LLMError, ModelNotFoundError, RagtuneError, StoreError,
-                        redact)
+from rag.errors import ConfigError, DataError, LLMError, ModelNotFoundError, RagtuneError, StoreError, redact
 
 MODEL_NAME = "ragtune"
 

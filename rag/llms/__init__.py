@@ -28,8 +28,17 @@ from rag.models import is_packaged_llm
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
 
-__all__ = ["LLM", "BaseLLM", "Message", "REGISTRY", "open_llm", "register", "unregister",
-           "default_backend", "ADAPTER_MARK"]
+__all__ = [
+    "ADAPTER_MARK",
+    "LLM",
+    "REGISTRY",
+    "BaseLLM",
+    "Message",
+    "default_backend",
+    "open_llm",
+    "register",
+    "unregister",
+]
 
 ADAPTER_MARK = "+adapter:"
 

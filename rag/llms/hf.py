@@ -17,8 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import (AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList,
-                          TextIteratorStreamer)
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    TextIteratorStreamer,
+)
 
 from rag.errors import ConfigError, LLMError, MissingDependencyError, ModelNotFoundError
 from rag.llms import ADAPTER_MARK, BaseLLM, Message
@@ -78,7 +83,7 @@ def adapter_base(path: Path) -> str:
         return ""
     base = data.get("base") or data.get("base_model") or data.get("base_spec") or ""
     base = str(base)
-    return base[3:] if base.startswith("hf:") else base
+    return base.removeprefix("hf:")
 
 
 class _Cancel(StoppingCriteria):
@@ -189,7 +194,7 @@ class HFLLM(BaseLLM):
                     self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
                                         streamer=streamer, stopping_criteria=StoppingCriteriaList(
                                             [_Cancel(cancel)]), **self._kwargs(opts))
-            except BaseException as e:  # surfaced in the caller's thread below
+            except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread below
                 errors.append(e)
                 streamer.end()
 

@@ -135,7 +135,7 @@ def status_server():
                                                    (401, "authentication failed", False),
                                                    (404, "not found (404)", False)])
 def test_error_mapping_retries_and_never_leaks_the_key(status_server, status, expect, retried):
-    srv, url = status_server
+    _srv, url = status_server
     _Status.status = status
     llm = open_llm("openai:m", fast(max_retries=2), env={"OPENAI_BASE_URL": url, "OPENAI_API_KEY": KEY})
     with pytest.raises(LLMError) as e:
