@@ -123,7 +123,7 @@ class LangChainStore:
         if self.persist_path and os.path.exists(self.persist_path) and hasattr(cls, "load"):
             try:
                 return cls.load(self.persist_path, self.embeddings, **cfg["params"])
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 raise StoreError(f"{self.uri}: cannot load {self.persist_path}: {e}") from e
         errors = []
         for key in ("embedding", "embeddings", "embedding_function"):

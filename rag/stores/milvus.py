@@ -109,7 +109,7 @@ class MilvusStore:
             self._dim = self._existing_dim()
             if self._dim is not None:
                 self.client.load_collection(self.collection, timeout=self.timeout)
-        except Exception as e:  # noqa: BLE001 - pymilvus raises many types; all mean "cannot open"
+        except Exception as e:
             raise StoreError(f"cannot open Milvus at {self.uri}: {redact(str(e))}. Next: "
                              + ("check that the folder is writable and not used by another process"
                                 if self.local else "check that the server is running and reachable, "
@@ -121,7 +121,7 @@ class MilvusStore:
             return fn(*args, **kw)
         except (IndexMismatchError, ValueError):
             raise
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise StoreError(f"{self.uri}: {what} failed: {redact(str(e))}") from e
 
     # -- collections ----------------------------------------------------------------------------

@@ -19,7 +19,6 @@ when k is larger), ``connect_timeout`` (seconds, default 5), ``statement_timeout
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -299,7 +298,8 @@ class PgVectorStore:
         stmt = sql.SQL("SELECT id, text, source, page, chunk_index, file_hash, metadata, embedding FROM {} "
                        "WHERE id > %s ORDER BY id LIMIT %s").format(self._t)
         while True:
-            rows = self._run(lambda c: c.cursor(binary=True).execute(stmt, (last, batch_size)).fetchall())
+            rows = self._run(lambda c, after: c.cursor(binary=True).execute(stmt, (after, batch_size)).fetchall(),
+                             last)
             if not rows:
                 return
             last = rows[-1][0]

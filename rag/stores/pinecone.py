@@ -122,7 +122,7 @@ class PineconeStore:
         try:
             if self.pc.has_index(self.index_name):
                 self._open_index()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise StoreError(f"cannot reach Pinecone index {self.uri}: {redact(str(e))}. "
                              "Next: check PINECONE_API_KEY and the network") from e
 
@@ -137,7 +137,7 @@ class PineconeStore:
     def _call(self, what: str, fn, *args, **kw):
         try:
             return fn(*args, **kw)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise StoreError(f"{self.uri}: {what} failed: {redact(str(e))}") from e
 
     def _ensure_index(self, dim: int) -> None:
@@ -280,8 +280,16 @@ def _matches(md: dict[str, Any], flt: dict[str, Any] | None) -> bool:
     for field, cond in flt.items():
         v = md.get(field)
         for op, arg in cond.items():
-            ok = {"$eq": lambda: v == arg, "$in": lambda: v in arg,
-                  "$gte": lambda: v is not None and v >= arg, "$lte": lambda: v is not None and v <= arg}[op]()
+            if op == "$eq":
+                ok = v == arg
+            elif op == "$in":
+                ok = v in arg
+            elif op == "$gte":
+                ok = v is not None and v >= arg
+            elif op == "$lte":
+                ok = v is not None and v <= arg
+            else:
+                raise ValueError(f"unsupported filter operator {op}")
             if not ok:
                 return False
     return True

@@ -92,7 +92,7 @@ class QdrantStore:
                                            api_key=os.environ.get("QDRANT_API_KEY") or None,
                                            timeout=self.timeout, check_compatibility=False)
             exists = self.client.collection_exists(self.collection)
-        except Exception as e:  # noqa: BLE001 - httpx/grpc/portalocker errors all mean "cannot open"
+        except Exception as e:
             hint = ("check that the server is running and reachable, and QDRANT_API_KEY"
                     if cfg["mode"] == "server" else
                     "check that the folder is writable and no other process has it open (one client per folder)")
@@ -103,7 +103,7 @@ class QdrantStore:
     def _call(self, what: str, fn, *args, **kw):
         try:
             return fn(*args, **kw)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise StoreError(f"{self.uri}: {what} failed: {redact(str(e)) or type(e).__name__}") from e
 
     def _existing_dim(self) -> int | None:

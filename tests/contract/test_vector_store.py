@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -186,7 +186,7 @@ def test_filter_with_no_match_is_empty(store, backend):
 
 
 def test_delete_by_source(store, backend):
-    chunks, vecs = fill(store, backend)
+    _, vecs = fill(store, backend)
     assert store.delete_source("b.pdf") == N // 4
     backend.settle(store, N - N // 4)
     assert store.count() == N - N // 4

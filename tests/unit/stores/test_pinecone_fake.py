@@ -68,7 +68,7 @@ class FakePinecone:
     def describe_index(self, name):
         return NS(dimension=self.indexes[name][0], metric="cosine")
 
-    def Index(self, name):  # noqa: N802 - the SDK's name
+    def Index(self, name):
         return self.indexes[name][1]
 
 
