@@ -10,4 +10,4 @@ are importable on their own:
 - :mod:`eval.report` -- console table, ``summary.json``, ``rows.jsonl``, ``report.md``, plots.
 """
 
-__all__ = ["dataset", "metrics", "harness", "report"]
+__all__ = ["dataset", "harness", "metrics", "report"]

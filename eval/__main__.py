@@ -124,7 +124,7 @@ def _winner(results: list[Any], metric: str, n_boot: int, seed: int) -> tuple[An
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    log = lambda s: print(s, file=sys.stderr, flush=True)
 
     def run() -> int:
         from eval import harness, report

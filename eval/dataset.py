@@ -18,7 +18,7 @@ from typing import Any
 
 from rag.errors import DataError
 
-__all__ = ["Reference", "Example", "load_dataset", "parse_example"]
+__all__ = ["Example", "Reference", "load_dataset", "parse_example"]
 
 MAX_PROBLEMS_SHOWN = 20
 

@@ -32,8 +32,16 @@ from eval import metrics as M
 from eval.dataset import Example
 from rag.errors import ConfigError
 
-__all__ = ["EvalConfig", "ConfigResult", "build_configs", "load_grid", "evaluate", "aggregate",
-           "RETRIEVAL_DEPTH", "DEFAULT_LLM_NAMES"]
+__all__ = [
+    "DEFAULT_LLM_NAMES",
+    "RETRIEVAL_DEPTH",
+    "ConfigResult",
+    "EvalConfig",
+    "aggregate",
+    "build_configs",
+    "evaluate",
+    "load_grid",
+]
 
 RETRIEVAL_DEPTH = 10          # passages scored for hit@k / MRR (MRR@10)
 DEFAULT_LLM_NAMES = {"default", "smollm2-default"}  # spellings of the packaged model on the command line
@@ -131,12 +139,12 @@ def load_grid(path: str | Path, *, k: int, default_mode: str) -> list[EvalConfig
             data = yaml.safe_load(text) or {}
         else:
             data = tomllib.loads(text)
-    except Exception as e:  # noqa: BLE001 - TOML and YAML raise different types
+    except Exception as e:
         raise ConfigError(f"{path}: cannot parse grid file: {e}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a table with 'llm' / 'retrieval' lists or [[configs]]")
     k = int(data.get("k", k))
-    as_list = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
+    as_list = lambda v: v if isinstance(v, list) else [v]
     configs: list[EvalConfig] = []
     if "llm" in data or "retrieval" in data:
         llms = as_list(data["llm"]) if "llm" in data else None
@@ -231,7 +239,7 @@ def evaluate(examples: Sequence[Example], configs: Sequence[EvalConfig], setting
         One :class:`ConfigResult` per configuration, in order.
     """
     if rag_factory is None:
-        from rag import RAG as rag_factory  # noqa: N813
+        from rag import RAG as rag_factory
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     by_llm: dict[str | None, list[EvalConfig]] = {}
     for c in configs:
@@ -247,8 +255,8 @@ def evaluate(examples: Sequence[Example], configs: Sequence[EvalConfig], setting
                     warnings.append(f"the index at {rag.settings.store_uri} is empty: every retrieval metric "
                                     "will be 0 (ingest first, e.g. with --ingest PATH)")
                     log("warning: " + warnings[-1])
-            except Exception:  # noqa: BLE001 - a store without count() is still usable
-                pass
+            except Exception as e:  # noqa: BLE001 - a store without count() is still usable
+                log(f"note: could not count the index ({e.__class__.__name__}); continuing")
             if judge and judge_llm is None:
                 from rag.llms import open_llm
 

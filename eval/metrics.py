@@ -23,10 +23,26 @@ import numpy as np
 
 from eval.dataset import Reference
 
-__all__ = ["normalize_answer", "exact_match", "token_f1", "rouge_l", "best_over", "answer_scores",
-           "source_matches", "hit_matches", "first_relevant_rank", "retrieval_scores", "answer_recall",
-           "content_tokens", "groundedness_lexical", "cosine_best", "mean", "bootstrap_ci",
-           "paired_bootstrap_diff", "HIT_DEPTHS"]
+__all__ = [
+    "HIT_DEPTHS",
+    "answer_recall",
+    "answer_scores",
+    "best_over",
+    "bootstrap_ci",
+    "content_tokens",
+    "cosine_best",
+    "exact_match",
+    "first_relevant_rank",
+    "groundedness_lexical",
+    "hit_matches",
+    "mean",
+    "normalize_answer",
+    "paired_bootstrap_diff",
+    "retrieval_scores",
+    "rouge_l",
+    "source_matches",
+    "token_f1",
+]
 
 HIT_DEPTHS = (1, 3, 5, 10)
 
@@ -173,7 +189,7 @@ now of off on once only or other our ours ourselves out over own same she should
 their theirs them themselves then there these they this those through to too under until up very was we
 were what when where which while who whom why will with would you your yours yourself yourselves also may
 might must shall according passage passages context answer based
-""".split())
+""".split())  # noqa: SIM905 - a word list reads better as text
 _CITATION = re.compile(r"\[\d+(?:\s*[,-]\s*\d+)*\]")
 
 

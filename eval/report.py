@@ -15,7 +15,7 @@ from typing import Any
 
 from eval.harness import ConfigResult
 
-__all__ = ["TABLE_ORDER", "LOWER_IS_BETTER", "summary", "format_table", "write_outputs", "columns"]
+__all__ = ["LOWER_IS_BETTER", "TABLE_ORDER", "columns", "format_table", "summary", "write_outputs"]
 
 TABLE_ORDER = ["em", "f1", "rougeL", "semantic", "hit@1", "hit@3", "hit@5", "hit@10", "mrr", "recall@k",
                "answer_recall", "groundedness_lexical", "groundedness_judge", "retrieval_s", "generation_s",
@@ -81,8 +81,8 @@ def _markdown(results: Sequence[ConfigResult], meta: dict[str, Any]) -> str:
     lines = ["# Evaluation report", ""]
     lines += [f"- dataset: `{meta.get('dataset')}` ({meta.get('questions')} questions)",
               f"- store: `{meta.get('store')}`", f"- embedder: `{meta.get('embedder')}`",
-              f"- intervals: 95% percentile bootstrap over questions ({meta.get('bootstrap')} resamples, "
-              f"seed {meta.get('seed')})", ""]
+              (f"- intervals: 95% percentile bootstrap over questions ({meta.get('bootstrap')} resamples, "
+               f"seed {meta.get('seed')})"), ""]
     lines += ["| config | llm | retrieval | k | n | " + " | ".join(metrics) + " |",
               "|" + "---|" * (5 + len(metrics))]
     for r in results:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import tomllib
+import typing
 
 import pytest
 
@@ -91,7 +92,7 @@ class FakeRAG:
     on ``.text``, ``.sources`` (``.source``/``.page``/``.text``) and the optional ``.timings``/``.tokens``.
     """
 
-    opened: list = []
+    opened: typing.ClassVar[list] = []
 
     def __init__(self, settings=None, llm=None):
         self.settings, self.llm_spec = settings or Settings(), llm
