@@ -5,7 +5,7 @@
 
 The public-domain texts (Gettysburg Address, Bliss copy; U.S. Constitution, Preamble and
 Article I, Sections 1-3; Declaration of Independence, opening) are transcribed below; the
-notes around them were written for this repository and are CC0 (see data/sample/README.md).
+notes around them were written for this repository and are CC0 (see data/README.md).
 Each ``PageBreak`` is placed on purpose so that the facts the reference set asks about
 (data/eval/sample.jsonl) sit on a known page. The Markdown and text files are hand-written
 and committed as they are; this script does not touch them.

