@@ -26,11 +26,13 @@ def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--source", metavar="FILE", help="only passages from this source")
     g.add_argument("--max-new-tokens", type=int, metavar="N", help="token limit for the answer")
     g.add_argument("--temperature", type=float, metavar="T", help="0 = greedy (default)")
+    g.add_argument("--threads", type=int, metavar="N", help="CPU threads for a local LLM (default: all cores)")
 
 
 def llm_flags(args: argparse.Namespace) -> dict:
     return {"llm.spec": args.llm, "retrieval.k": args.k, "retrieval.mode": args.mode,
-            "llm.max_new_tokens": args.max_new_tokens, "llm.temperature": args.temperature}
+            "llm.max_new_tokens": args.max_new_tokens, "llm.temperature": args.temperature,
+            "llm.threads": args.threads}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

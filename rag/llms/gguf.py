@@ -6,10 +6,12 @@ the tokens/s of transformers on CPU. The chat template is the one stored in the 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,15 @@ from rag.errors import LLMError, ModelNotFoundError
 from rag.llms import BaseLLM, Message
 
 DEFAULT_N_CTX = 8192  # cap when neither the settings nor a smaller trained context says otherwise
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    # Freed at interpreter shutdown, Llama.__del__ runs after its own modules are gone and prints
+    # a TypeError; closing while everything is still importable avoids that noise.
+    for llm in list(_LIVE):
+        llm.close()
 
 
 class LlamaCppLLM(BaseLLM):
@@ -50,6 +61,13 @@ class LlamaCppLLM(BaseLLM):
                                            n_threads_batch=threads, verbose=False)
         self.context_window = int(self.llm.n_ctx())
         self._lock = threading.Lock()  # a Llama object must not decode from two threads at once
+        _LIVE.add(self)
+
+    def close(self) -> None:
+        """Free the model now (also done at exit)."""
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None:
+            llm.close()
 
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
