@@ -38,7 +38,12 @@ def log_results(results: Sequence[ConfigResult], settings: Any, *, dataset: str,
         import mlflow
     except ModuleNotFoundError as e:
         raise MissingDependencyError("experiment tracking (--track)", "eval", "mlflow") from e
-    mlflow.set_tracking_uri(tracking_uri(settings))
+    uri = tracking_uri(settings)
+    mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:") and mlflow.get_experiment_by_name(experiment) is None:
+        # Without an artifact location MLflow writes artifacts to ./mlruns in the current directory.
+        where = Path(settings.data_dir).resolve() / "mlartifacts"
+        mlflow.create_experiment(experiment, artifact_location=where.as_uri())
     mlflow.set_experiment(experiment)
     ids = []
     for r in results:
