@@ -64,27 +64,27 @@ def _parse_sources(raw: Any, problems: list[str]) -> list[Reference]:
         return []
     out = []
     for i, item in enumerate(raw):
-        where = f"field 'sources[{i}]'"
+        where = f"sources[{i}]"
         if isinstance(item, str):  # a bare file name is accepted: any page of it
             item = {"source": item}
         if not isinstance(item, dict):
-            problems.append(f"{where}: expected an object like {{\"source\": \"file.pdf\", \"page\": 1}}")
+            problems.append(f"field '{where}': expected an object like {{\"source\": \"file.pdf\", \"page\": 1}}")
             continue
         source = item.get("source")
         if not isinstance(source, str) or not source.strip():
-            problems.append(f"{where}.source: expected a non-empty string")
+            problems.append(f"field '{where}.source': expected a non-empty string")
             continue
         page = item.get("page", 0)
         if page is None:
             page = 0
         if not _is_int(page) or page < 0:
-            problems.append(f"{where}.page: expected an integer >= 0 (0 = any page), got {page!r}")
+            problems.append(f"field '{where}.page': expected an integer >= 0 (0 = any page), got {page!r}")
             continue
         pages = item.get("pages", [])
         if pages is None:
             pages = []
         if not isinstance(pages, list) or not all(_is_int(p) and p > 0 for p in pages):
-            problems.append(f"{where}.pages: expected a list of page numbers >= 1, got {pages!r}")
+            problems.append(f"field '{where}.pages': expected a list of page numbers >= 1, got {pages!r}")
             continue
         out.append(Reference(source.strip(), page, tuple(pages)))
     return out

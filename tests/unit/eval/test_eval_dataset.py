@@ -49,8 +49,8 @@ def test_all_problems_are_listed_with_file_line_and_field(tmp_path):
     msg = str(e.value)
     assert "8 malformed line(s)" in msg
     for needle in (f"{p}:2: field 'question'", f"{p}:3: invalid JSON", f"{p}:4: field 'answer'",
-                   f"{p}:5: field 'sources[0]'.page", f"{p}:6: field 'sources[0]'.source",
-                   f"{p}:7: field 'sources[0]'.pages", f"{p}:8: field 'id': duplicate id '1' (first on line 1)",
+                   f"{p}:5: field 'sources[0].page'", f"{p}:6: field 'sources[0].source'",
+                   f"{p}:7: field 'sources[0].pages'", f"{p}:8: field 'id': duplicate id '1' (first on line 1)",
                    f"{p}:9: expected a JSON object"):
         assert needle in msg, needle
 
