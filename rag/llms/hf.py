@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import transformers
+from packaging.version import Version
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -30,6 +32,8 @@ from rag.llms import ADAPTER_MARK, BaseLLM, Message
 from rag.models import dense_base_model, is_packaged_llm
 
 ADAPTER_META = "ragtune_adapter.json"
+# transformers 4.56 renamed from_pretrained's torch_dtype to dtype (pyproject allows >= 4.46)
+_DTYPE_KW = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
 
 
 def parse_spec(rest: str) -> tuple[str, str | None]:
@@ -122,7 +126,7 @@ class HFLLM(BaseLLM):
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
             self.model = AutoModelForCausalLM.from_pretrained(
-                path, use_safetensors=None if gguf_file else True, dtype=torch.float32, **kwargs)
+                path, use_safetensors=None if gguf_file else True, **{_DTYPE_KW: torch.float32}, **kwargs)
         except OSError as e:
             raise ModelNotFoundError(
                 f"cannot load '{base}' with transformers offline: {e}. Give a local folder with "
