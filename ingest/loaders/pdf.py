@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ingest import ocr, tables
+from ingest.layout import strip_running_lines
 from ingest.loaders import LoadError
 from rag.settings import IngestSettings
 from rag.types import Document, Page
@@ -17,6 +19,7 @@ MIN_PAGE_CHARS = 20  # fewer extracted characters than this on a page = no usabl
 
 
 def _open(path: Path, passwords: list[str]):
+    """Returns (PDFium document or None, warnings, the password that opened it)."""
     import pypdfium2 as pdfium
 
     with open(path, "rb") as fh:
@@ -25,7 +28,7 @@ def _open(path: Path, passwords: list[str]):
         shown = head[:8].decode("latin-1").encode("unicode_escape").decode()
         raise LoadError(f"not a PDF (no %PDF- header; starts with '{shown}')")
     try:
-        return pdfium.PdfDocument(str(path)), []
+        return pdfium.PdfDocument(str(path)), [], None
     except pdfium.PdfiumError as e:
         msg = str(e)
         if "password" in msg.lower():
@@ -35,10 +38,10 @@ def _open(path: Path, passwords: list[str]):
                     doc = pdfium.PdfDocument(str(path), password=pw)
                 except pdfium.PdfiumError:
                     continue
-                return doc, ["encrypted: opened with " + ("the empty password" if not pw else f"password #{i}")]
+                return doc, ["encrypted: opened with " + ("the empty password" if not pw else f"password #{i}")], pw
             raise LoadError("encrypted: needs a password; pass it with --password PW "
                             "(or decrypt it first: qpdf --password=PW --decrypt in.pdf out.pdf)")
-        return None, [f"PDFium could not open it ({msg.split('(')[-1].rstrip(')')}); tried pypdf"]
+        return None, [f"repaired: PDFium could not open it ({msg.split('(')[-1].rstrip(')')}); read with pypdf"], None
 
 
 def _pypdf_pages(path: Path, max_pages: int) -> list[str]:
@@ -59,24 +62,49 @@ def _pypdf_pages(path: Path, max_pages: int) -> list[str]:
         raise LoadError(f"damaged PDF: {e.__class__.__name__}: {str(e)[:160]}") from None
 
 
+def _page_list(numbers: list[int]) -> str:
+    shown = ", ".join(map(str, numbers[:10])) + (" ..." if len(numbers) > 10 else "")
+    return ("page " if len(numbers) == 1 else "pages ") + shown
+
+
 def load_pdf(path: Path, settings: IngestSettings) -> Document:
-    pdf, warnings = _open(path, settings.passwords)
+    pdf, warnings, password = _open(path, settings.passwords)
     texts: list[str] = []
+    ocr_pages: set[int] = set()
+    tried_ocr: set[int] = set()
+    n_tables = 0
+    ocr_reason = None if settings.ocr == "off" else ocr.available(settings.ocr_lang)
+    if settings.ocr == "force" and ocr_reason:
+        raise LoadError(f"ingest.ocr is 'force' but {ocr_reason}")
     total = 0
     if pdf is not None:
         try:
             total = len(pdf)
+            candidates: list[int] = []
             for i in range(min(total, settings.max_pages)):
                 page = pdf[i]
                 try:
-                    textpage = page.get_textpage()
-                    texts.append(textpage.get_text_bounded())
-                    textpage.close()
+                    text = _page_text(page)
+                    if settings.ocr == "force" or (len(text.strip()) < MIN_PAGE_CHARS and not ocr_reason
+                                                  and settings.ocr == "auto"):
+                        tried_ocr.add(i + 1)
+                        read = ocr.ocr_pdf_page(page, settings.ocr_lang)
+                        if read.words and read.confidence >= ocr.MIN_CONF and len(read.text) >= MIN_PAGE_CHARS:
+                            text = read.text
+                            ocr_pages.add(i + 1)
+                            if read.rotated:
+                                warnings.append(f"page {i + 1}: scanned upside down or sideways; "
+                                                f"turned {read.rotated} degrees before OCR")
+                    elif tables.may_have_table(page):
+                        candidates.append(i + 1)
+                    texts.append(text)
                 except Exception as e:  # noqa: BLE001 - one bad page must not lose the others
                     warnings.append(f"page {i + 1}: text extraction failed ({e})")
                     texts.append("")
                 finally:
                     page.close()
+            if candidates:
+                n_tables = _add_tables(pdf, path, password, candidates, texts, warnings)
         finally:
             pdf.close()
     else:
@@ -85,16 +113,78 @@ def load_pdf(path: Path, settings: IngestSettings) -> Document:
     if total == 0:
         raise LoadError("PDF has no pages (truncated or damaged)")
     if total > settings.max_pages:
-        warnings.append(f"only the first {settings.max_pages} of {total} pages read "
+        warnings.append(f"truncated: only the first {settings.max_pages} of {total} pages read "
                         "(raise ingest.max_pages to read more)")
-    pages = [Page(i + 1, t.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", ""))
-             for i, t in enumerate(texts)]
+    texts = [t.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "") for t in texts]
+    texts, running = strip_running_lines(texts)
+    pages = [Page(i + 1, t, ocr=(i + 1) in ocr_pages) for i, t in enumerate(texts)]
     empty = [p.number for p in pages if len(p.text.strip()) < MIN_PAGE_CHARS]
+    if ocr_reason and settings.ocr != "off":
+        why = f"install tesseract-ocr to OCR it ({ocr_reason})" if "not installed" in ocr_reason else ocr_reason
+    elif settings.ocr == "off":
+        why = "OCR is off (ingest.ocr)"
+    else:
+        why = "OCR found no readable text"
     if len(empty) == len(pages):
-        raise LoadError(f"no text layer on any of its {len(pages)} page(s) (scanned or image-only); "
-                        "install tesseract-ocr to OCR it")
+        raise LoadError(f"no text layer on any of its {len(pages)} page(s) (scanned or image-only); {why}")
     if empty:
-        shown = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
-        warnings.append(f"{len(empty)} page(s) without a text layer: {shown}")
+        warnings.append(f"{_page_list(empty)}: no text layer; {why}")
+    stats = {"pages": total, "text_pages": len(pages) - len(empty) - len(ocr_pages & {p.number for p in pages}),
+             "ocr_pages": len(ocr_pages), "empty_pages": len(empty), "tables": n_tables,
+             "running_lines_removed": running}
     pages = [p for p in pages if p.number not in set(empty)]
-    return Document(str(path), pages, {"format": "pdf", "pages": total}, warnings)
+    return Document(str(path), pages, {"format": "pdf", "pages": total, "stats": stats}, warnings)
+
+
+def _page_text(page) -> str:
+    textpage = page.get_textpage()
+    try:
+        return textpage.get_text_bounded()
+    finally:
+        textpage.close()
+
+
+def _add_tables(pdf, path: Path, password: str | None, candidates: list[int], texts: list[str],
+                warnings: list[str]) -> int:
+    """Put the tables found on candidate pages into those pages' text; returns how many."""
+    try:
+        found = tables.extract_tables(path, candidates, password)
+    except Exception as e:  # noqa: BLE001 - pdfminer fails on some files PDFium reads fine
+        warnings.append(f"table extraction failed ({e.__class__.__name__}); tables kept as plain text")
+        return 0
+    count = 0
+    for number, page_tables in found.items():
+        blocks = []
+        for t in page_tables:
+            count += 1
+            blocks.append("\n\n".join(tables.to_blocks(t, count)))
+        page = pdf[number - 1]
+        try:
+            texts[number - 1] = _weave(page, texts[number - 1], page_tables, blocks)
+        finally:
+            page.close()
+    return count
+
+
+def _weave(page, plain: str, page_tables: list, blocks: list[str]) -> str:
+    """Page text with each table's flattened text replaced by its Markdown blocks, in place.
+
+    Only for upright pages whose tables span most of the width: the page is cut into horizontal
+    bands between tables and PDFium reads each band. Otherwise the blocks follow the page text.
+    """
+    width, height = page.get_size()
+    if page.get_rotation() or any(t.width_share < 0.6 for t in page_tables) or \
+            any(abs(t.page_size[1] - height) > 1 for t in page_tables):
+        return plain + "\n\n" + "\n\n".join(blocks)
+    textpage = page.get_textpage()
+    try:
+        parts, top = [], 0.0
+        for t, block in zip(page_tables, blocks):
+            # pdfplumber measures from the top edge, PDFium from the bottom.
+            band = textpage.get_text_bounded(left=0, bottom=height - t.bbox[1], right=width, top=height - top)
+            parts += [band.strip(), block]
+            top = t.bbox[3]
+        parts.append(textpage.get_text_bounded(left=0, bottom=0, right=width, top=height - top).strip())
+    finally:
+        textpage.close()
+    return "\n\n".join(p for p in parts if p)

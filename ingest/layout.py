@@ -1,0 +1,56 @@
+"""Page-layout clean-up that needs the whole document: running headers and footers."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+EDGE_LINES = 2          # lines looked at on each edge (top and bottom) of a page
+MIN_SHARE = 0.6         # a line is "running" when it repeats on at least this share of pages
+MIN_PAGES = 3           # fewer pages than this cannot show a repetition
+
+
+def _key(line: str) -> str:
+    # Page numbers and dates differ from page to page; the words around them do not.
+    return re.sub(r"\d+", "#", re.sub(r"\s+", " ", line.strip().lower()))
+
+
+def _edges(lines: list[str]) -> tuple[list[int], list[int]]:
+    idx = [i for i, line in enumerate(lines) if line.strip()]
+    return idx[:EDGE_LINES], idx[-EDGE_LINES:] if len(idx) > EDGE_LINES else []
+
+
+def strip_running_lines(texts: list[str]) -> tuple[list[str], int]:
+    """Drop header/footer lines repeated at the top or bottom of most pages.
+
+    Args:
+        texts: page texts in order; pages without text count towards the total but never match.
+
+    Returns:
+        the cleaned texts and the number of lines removed.
+    """
+    pages = [t.splitlines() for t in texts]
+    with_text = sum(1 for lines in pages if any(line.strip() for line in lines))
+    if with_text < MIN_PAGES:
+        return texts, 0
+    top, bottom = Counter(), Counter()
+    for lines in pages:
+        head, foot = _edges(lines)
+        # Table rows ("| ...") repeat by design when a table runs over pages: never strip them.
+        top.update({_key(lines[i]) for i in head if not lines[i].lstrip().startswith("|")})
+        bottom.update({_key(lines[i]) for i in foot if not lines[i].lstrip().startswith("|")})
+    need = max(MIN_PAGES, MIN_SHARE * with_text)
+    running_top = {k for k, n in top.items() if n >= need}
+    running_bottom = {k for k, n in bottom.items() if n >= need}
+    if not running_top and not running_bottom:
+        return texts, 0
+    out, removed = [], 0
+    for lines, text in zip(pages, texts):
+        head, foot = _edges(lines)
+        drop = {i for i in head if _key(lines[i]) in running_top} | {i for i in foot if _key(lines[i]) in running_bottom}
+        if not drop:
+            out.append(text)
+            continue
+        removed += len(drop)
+        out.append("\n".join(line for i, line in enumerate(lines) if i not in drop))
+    return out, removed
