@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password", action="append", metavar="PW",
                    help="password to try on encrypted PDFs (repeatable)")
     p.add_argument("--copy-from", metavar="URI", help="copy another store's index (vectors included) into --store")
+    p.add_argument("--report", metavar="FILE.md",
+                   help="write a per-file report (pages, pages with text / OCR'd / without text, tables, chunks, "
+                        "warnings) to FILE.md; with --json the same rows are added under \"report\"")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: on when stderr is a terminal and --json is off)")
     add_common(p)
@@ -56,8 +59,16 @@ def _run(args: argparse.Namespace) -> int:
             return _copy(rag, args)
         progress = args.progress if args.progress is not None else (sys.stderr.isatty() and not args.json)
         result = rag.ingest(args.paths, progress=progress)
+    rows = report_rows(result) if args.report else None
+    if args.report:
+        from pathlib import Path
+
+        Path(args.report).write_text(report_markdown(rows), encoding="utf-8")
     if args.json:
-        print_json(result.summary())
+        out = result.summary()
+        if rows is not None:
+            out["report"] = rows
+        print_json(out)
     else:
         print(f"added {result.added}, updated {result.updated}, unchanged {result.unchanged}, "
               f"removed {result.removed}, failed {len(result.failed)}; "
@@ -66,9 +77,44 @@ def _run(args: argparse.Namespace) -> int:
             print(f"  failed: {f['path']}: {f['reason']}")
     nothing_ingested = result.ingested == 0 and result.removed == 0
     if nothing_ingested and not result.failed:
-        print("error: no supported files found (supported: .pdf, .txt, .md)", file=sys.stderr)
+        from ingest.loaders import LOADERS
+
+        print(f"error: no supported files found (supported: {', '.join(sorted(LOADERS))})", file=sys.stderr)
         return 1
     return 1 if nothing_ingested else 0
+
+
+REPORT_FIELDS = ("source", "status", "pages", "text_pages", "ocr_pages", "empty_pages", "tables", "chunks",
+                 "warnings", "reason")
+
+
+def report_rows(result) -> list[dict]:
+    """One row per file of the run, with what its loader found (see FileReport)."""
+    rows = []
+    for f in result.files:
+        row = {k: getattr(f, k) for k in REPORT_FIELDS}
+        row["path"] = f.path
+        rows.append(row)
+    return rows
+
+
+def report_markdown(rows: list[dict]) -> str:
+    def cell(x) -> str:
+        return str(x).replace("|", "/").replace("\n", " ")
+
+    head = ["file", "status", "pages", "with text", "OCR'd", "no text", "tables", "chunks", "warnings / reason"]
+    lines = ["# Ingest report", "", f"{len(rows)} file(s).", "",
+             "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in rows:
+        notes = "; ".join(r["warnings"]) + (("; " if r["warnings"] else "") + r["reason"] if r["reason"] else "")
+        lines.append("| " + " | ".join(cell(x) for x in (r["source"], r["status"], r["pages"], r["text_pages"],
+                                                         r["ocr_pages"], r["empty_pages"], r["tables"],
+                                                         r["chunks"], notes)) + " |")
+    totals = {k: sum(r[k] for r in rows) for k in ("pages", "text_pages", "ocr_pages", "empty_pages", "tables",
+                                                   "chunks")}
+    lines += ["", "Totals: " + ", ".join(f"{k} {v}" for k, v in totals.items()),
+              "", "Unchanged files were not parsed in this run: only their status and chunk count are shown."]
+    return "\n".join(lines) + "\n"
 
 
 def _copy(rag, args: argparse.Namespace) -> int:

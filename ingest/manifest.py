@@ -18,7 +18,6 @@ from pathlib import Path
 from rag.stores import scheme_of
 from rag.stores.embedded import _path_of
 
-
 _COLS = "path, source, size, mtime_ns, hash, fingerprint, chunks, status, reason"
 
 

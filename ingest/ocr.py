@@ -50,7 +50,7 @@ def languages() -> frozenset[str]:
     if exe is None:
         return frozenset()
     try:
-        out = subprocess.run([exe, "--list-langs"], capture_output=True, text=True, timeout=20).stdout
+        out = subprocess.run([exe, "--list-langs"], capture_output=True, text=True, timeout=20, check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return frozenset()
     return frozenset(line.strip() for line in out.splitlines()[1:] if line.strip())
@@ -84,7 +84,7 @@ def _run(args: list[str], data: bytes) -> str:
         raise OcrUnavailable(available("eng") or "tesseract is not installed")
     try:
         proc = subprocess.run([exe, "stdin", "stdout", *args], input=data, capture_output=True,
-                              timeout=PAGE_TIMEOUT_S, env=_env())
+                              timeout=PAGE_TIMEOUT_S, env=_env(), check=False)
     except subprocess.TimeoutExpired:
         return ""
     return proc.stdout.decode("utf-8", errors="replace")

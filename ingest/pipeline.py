@@ -38,6 +38,11 @@ class FileReport:
     chunks: int = 0
     reason: str = ""
     warnings: list[str] = field(default_factory=list)
+    # What the loader found (Document.metadata["stats"]); zero for files not parsed in this run.
+    text_pages: int = 0       # pages read from their text layer
+    ocr_pages: int = 0        # pages read by OCR
+    empty_pages: int = 0      # pages with no text at all (reported in warnings)
+    tables: int = 0           # tables extracted as Markdown-like text
 
 
 @dataclass
@@ -294,9 +299,14 @@ class Ingestor:
                 else:
                     doc, pieces = payload
                     n = self._store_file(path, real, source, doc, pieces, fp, st, old)
+                    stats = doc.metadata.get("stats") or {}
                     rep = FileReport(real, source, "updated" if old and old.status != "failed" else "added",
                                      pages=int(doc.metadata.get("pages", len(doc.pages))), chunks=n,
-                                     warnings=list(doc.warnings))
+                                     warnings=list(doc.warnings),
+                                     text_pages=int(stats.get("text_pages", len(doc.pages))),
+                                     ocr_pages=int(stats.get("ocr_pages", 0)),
+                                     empty_pages=int(stats.get("empty_pages", 0)),
+                                     tables=int(stats.get("tables", 0)))
                     if old and old.status != "failed":
                         result.updated += 1
                     else:
@@ -334,7 +344,7 @@ class Ingestor:
         self.manifest.put(entry)                        # 1. say what we are about to do
         self.store.delete_source(source)                # 2. drop whatever an earlier run left
         meta = {k: v for k, v in doc.metadata.items() if k in ("format", "title")}
-        chunks = [Chunk(chunk_id(source, i, p.text), p.text, source, p.page, i, digest, dict(meta))
+        chunks = [Chunk(chunk_id(source, i, p.text), p.text, source, p.page, i, digest, {**meta, **p.meta})
                   for i, p in enumerate(pieces)]
         self._ensure_info(emb)
         step = self.settings.ingest.batch_size * 8

@@ -47,7 +47,7 @@ class Table:
 # -- detection --------------------------------------------------------------------------------
 def path_segments(page, cap: int = MAX_COUNT) -> int:
     """Line segments drawn on a pypdfium2 page (paths at top level and one form level down)."""
-    import pypdfium2.raw as raw
+    from pypdfium2 import raw
 
     total = 0
     for i in range(raw.FPDFPage_CountObjects(page.raw)):
@@ -223,6 +223,23 @@ def _inside(inner, outer) -> bool:
     return inner[0] >= outer[0] - 1 and inner[1] >= outer[1] - 1 and inner[2] <= outer[2] + 1 and inner[3] <= outer[3] + 1
 
 
+def from_rows(rows: list[list[str]], caption: str = "", page: int = 0) -> Table | None:
+    """A table from plain cell rows (Word, HTML): the first non-empty row is the header."""
+    rows = [[_clean(c) for c in r] for r in rows]
+    rows = [r for r in rows if any(r)]
+    if not rows:
+        return None
+    width = max(len(r) for r in rows)
+    rows = [r + [""] * (width - len(r)) for r in rows]
+    header = [h or f"column {i + 1}" for i, h in enumerate(rows[0])]
+    return Table(page, (0.0, 0.0, 0.0, 0.0), (0.0, 0.0), caption, header, rows[1:] or [[""] * width])
+
+
+def block_chars(chunk_size: int) -> int:
+    """Table block budget: a block must fit in one chunk to keep its header."""
+    return max(100, min(BLOCK_CHARS, chunk_size - 20))
+
+
 # -- rendering --------------------------------------------------------------------------------
 def _md_row(cells: list[str]) -> str:
     return "| " + " | ".join(c.replace("|", "/") for c in cells) + " |"
@@ -235,7 +252,8 @@ def to_blocks(table: Table, index: int, budget: int = BLOCK_CHARS) -> list[str]:
     half a block is written as records instead ("State: Alabama; Permit: 18,870; ..."), so each
     value still sits next to its column name without repeating a very long header.
     """
-    title = f"Table {index} (page {table.page})" + (f": {table.caption}" if table.caption else "")
+    title = f"Table {index}" + (f" (page {table.page})" if table.page else "")
+    title += f": {table.caption}" if table.caption else ""
     header_row = _md_row(table.header)
     records = len(header_row) > budget // 2
     head = [title] if records else [title, header_row, _md_row(["---"] * len(table.header))]

@@ -4,6 +4,7 @@
 set -euo pipefail
 need=()
 command -v tesseract >/dev/null || need+=(tesseract-ocr tesseract-ocr-eng)
+tesseract --list-langs 2>/dev/null | grep -qx osd || need+=(tesseract-ocr-osd)  # orientation of rotated scans
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""

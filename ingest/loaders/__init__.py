@@ -18,6 +18,11 @@ LOADERS: dict[str, str] = {
     ".text": "ingest.loaders.text:load_text",
     ".md": "ingest.loaders.text:load_markdown",
     ".markdown": "ingest.loaders.text:load_markdown",
+    ".docx": "ingest.loaders.docx:load_docx",
+    ".html": "ingest.loaders.html:load_html",
+    ".htm": "ingest.loaders.html:load_html",
+    ".csv": "ingest.loaders.csv:load_csv",
+    ".tsv": "ingest.loaders.csv:load_csv",
 }
 
 

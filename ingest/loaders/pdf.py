@@ -104,7 +104,8 @@ def load_pdf(path: Path, settings: IngestSettings) -> Document:
                 finally:
                     page.close()
             if candidates:
-                n_tables = _add_tables(pdf, path, password, candidates, texts, warnings)
+                n_tables = _add_tables(pdf, path, password, candidates, texts, warnings,
+                                       tables.block_chars(settings.chunk_size))
         finally:
             pdf.close()
     else:
@@ -145,7 +146,7 @@ def _page_text(page) -> str:
 
 
 def _add_tables(pdf, path: Path, password: str | None, candidates: list[int], texts: list[str],
-                warnings: list[str]) -> int:
+                warnings: list[str], budget: int) -> int:
     """Put the tables found on candidate pages into those pages' text; returns how many."""
     try:
         found = tables.extract_tables(path, candidates, password)
@@ -157,7 +158,7 @@ def _add_tables(pdf, path: Path, password: str | None, candidates: list[int], te
         blocks = []
         for t in page_tables:
             count += 1
-            blocks.append("\n\n".join(tables.to_blocks(t, count)))
+            blocks.append("\n\n".join(tables.to_blocks(t, count, budget)))
         page = pdf[number - 1]
         try:
             texts[number - 1] = _weave(page, texts[number - 1], page_tables, blocks)

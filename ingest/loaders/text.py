@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from ingest.loaders import LoadError
+from ingest.loaders._outline import Outline
 from rag.settings import IngestSettings
 from rag.types import Document, Page
 
@@ -33,13 +34,24 @@ def load_text(path: Path, settings: IngestSettings) -> Document:
     return Document(str(path), [Page(0, text)], {"format": "text"}, warnings)
 
 
-_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)
+_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
 
 
 def load_markdown(path: Path, settings: IngestSettings) -> Document:
     text, warnings = _read(path)
-    title = next((m.group(2) for m in _HEADING.finditer(text) if len(m.group(1)) == 1), None)
+    outline = Outline()
+    offset, fenced, title = 0, False, None
+    for line in text.splitlines(keepends=True):
+        if _FENCE.match(line):
+            fenced = not fenced    # "# comment" inside a code block is not a heading
+        elif not fenced and (m := _HEADING.match(line.rstrip("\r\n"))):
+            level = len(m.group(1))
+            outline.heading(level, m.group(2), offset)
+            if level == 1 and title is None:
+                title = m.group(2)
+        offset += len(line)
     meta = {"format": "markdown"}
     if title:
         meta["title"] = title
-    return Document(str(path), [Page(0, text)], meta, warnings)
+    return Document(str(path), [Page(0, text)], outline.into(meta), warnings)
