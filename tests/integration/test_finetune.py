@@ -1,0 +1,191 @@
+"""finetune end to end on CPU: a tiny random LLaMA in 4-bit, the real CLI, MLflow, resume, merge.
+
+The packaged SmolLM2 run is marked slow (about a minute).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FACTS = [("the capital of France", "Paris"), ("the largest planet", "Jupiter"),
+         ("the author of Hamlet", "Shakespeare"), ("the boiling point of water", "100 degrees Celsius")]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """A random 2-layer LLaMA (hidden 64) with the packaged SmolLM2 tokenizer, saved as safetensors."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from rag.models import packaged_smollm2_gguf
+
+    gguf = packaged_smollm2_gguf()
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+    path = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(cfg).save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def train_file(tmp_path) -> Path:
+    rows = []
+    for i in range(40):
+        q, a = FACTS[i % len(FACTS)]
+        if i % 2:
+            rows.append({"instruction": f"What is {q}?", "input": "", "output": f"It is {a}."})
+        else:
+            rows.append({"messages": [{"role": "user", "content": f"Tell me {q}."},
+                                      {"role": "assistant", "content": f"{a}."}]})
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def _main(argv):
+    from finetune.qlora import main
+
+    return main([str(a) for a in argv])
+
+
+FAST = ["batch_size=2", "max_seq_len=128", "logging_steps=1"]
+
+
+def test_train_tiny_llama_4bit_on_cpu(tiny_model, train_file, tmp_path, capsys):
+    out = tmp_path / ".ragtune" / "adapters" / "tiny"
+    assert _main(["--base", tiny_model, "--data", train_file, "--output", out, "--max-steps", 4,
+                  "--rank", 4, "eval_every=2", *FAST]) == 0
+    printed = capsys.readouterr().out
+    assert "adapter:" in printed and "4-bit NF4" in printed
+    assert (out / "adapter_model.safetensors").exists() and (out / "adapter_config.json").exists()
+    assert not list(out.glob("*.bin")) and not list(out.glob("*.pt"))
+    meta = json.loads((out / "ragtune_adapter.json").read_text())
+    for key in ("config", "data", "versions", "base_model", "load_in_4bit", "metrics", "created", "mlflow"):
+        assert key in meta, key
+    assert meta["load_in_4bit"] is True and meta["quantization_note"] is None
+    assert meta["config"]["rank"] == 4 and meta["config"]["optimizer"] == "adamw_torch"
+    assert meta["data"]["hash"].startswith("sha256:") and meta["data"]["eval_examples"] == 4
+    assert {"torch", "transformers", "peft", "bitsandbytes"} <= set(meta["versions"])
+    m = meta["metrics"]
+    assert m["global_step"] == 4
+    for k in ("train_loss", "first_eval_loss", "final_eval_loss", "best_eval_loss"):
+        assert math.isfinite(m[k]), k
+    assert m["tokens_per_s"] > 0 and m["best_checkpoint"]
+
+    # the adapter loads with plain PEFT on the (unquantised) base
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), str(out))
+    assert any("lora_A" in n for n, _ in model.named_parameters())
+
+    # MLflow: run with params + per-step metrics in the sqlite store under the data dir, registered adapter
+    db = tmp_path / ".ragtune" / "mlflow.db"
+    con = sqlite3.connect(db)
+    params = dict(con.execute("SELECT key, value FROM params WHERE run_uuid=?", (meta["mlflow"]["run_id"],)))
+    assert params["rank"] == "4" and params["data_hash"] == meta["data"]["hash"]
+    steps = {s for (s,) in con.execute("SELECT step FROM metrics WHERE key='loss' AND run_uuid=?",
+                                        (meta["mlflow"]["run_id"],))}
+    assert steps >= {1, 2, 3, 4}
+    assert con.execute("SELECT count(*) FROM model_versions WHERE name='ragtune-adapter'").fetchone()[0] == 1
+    con.close()
+
+    from finetune.adapters import list_adapters
+
+    rows = list_adapters(tmp_path / ".ragtune")
+    assert len(rows) == 1 and rows[0]["registered"] == "ragtune-adapter/1" and rows[0]["base"] == str(tiny_model)
+
+    from finetune.merge import main as merge_main
+
+    assert merge_main(["--adapter", str(out), "--output", str(tmp_path / "merged")]) == 0
+    assert (tmp_path / "merged" / "model.safetensors").exists()
+    AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+
+    # a second run into the same output refuses to mix checkpoints
+    assert _main(["--base", tiny_model, "--data", train_file, "--output", out, "--max-steps", 2, *FAST]) == 2
+
+
+def test_resume_continues_after_kill(tiny_model, train_file, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAGTUNE_DATA_DIR": str(tmp_path / ".ragtune")}
+    cmd = [sys.executable, "-m", "finetune.qlora", "--base", str(tiny_model), "--data", str(train_file),
+           "--output", str(out), "--max-steps", "400", "save_every=2", "eval_split=0", "report_to=none", *FAST]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    try:
+        while not (out / "checkpoints" / "checkpoint-2" / "trainer_state.json").exists():
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.time() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not (out / "ragtune_adapter.json").exists()  # it really died mid-way
+
+    from finetune.qlora import last_complete_checkpoint
+
+    ckpt = last_complete_checkpoint(out / "checkpoints")
+    k = int(ckpt.name.split("-")[1])
+    assert 2 <= k < 400
+    assert _main(["--base", tiny_model, "--data", train_file, "--output", out, "--max-steps", k + 2, "--resume",
+                  "save_every=2", "eval_split=0", "report_to=none", *FAST]) == 0
+    meta = json.loads((out / "ragtune_adapter.json").read_text())
+    assert meta["resumed_from_step"] == k and meta["metrics"]["global_step"] == k + 2
+    state = json.loads((out / "checkpoints" / f"checkpoint-{k + 2}" / "trainer_state.json").read_text())
+    assert [h["step"] for h in state["log_history"] if "loss" in h][-2:] == [k + 1, k + 2]
+
+
+def test_from_store_synthesises_then_trains(tiny_model, tmp_path):
+    import numpy as np
+
+    from rag.stores import open_store
+    from rag.types import Chunk
+
+    texts = ["The refund window is 30 days.", "Acme has 12 offices in Europe.", "The chief executive is Jane Doe.",
+             "Support is open from 9 to 17 on weekdays.", "The warehouse was built in 1987."]
+    chunks = [Chunk(f"c{i}", t, f"doc{i}.md") for i, t in enumerate(texts)]
+    vecs = np.eye(len(texts), 8, dtype=np.float32)
+    store = open_store(str(tmp_path / "idx"))
+    store.upsert(chunks, vecs)
+    store.close()
+    out = tmp_path / "fs"
+    assert _main(["--base", tiny_model, "--from-store", tmp_path / "idx", "--output", out, "--max-steps", 2,
+                  "report_to=none", "synth_distractors=1", *FAST]) == 0
+    assert len((out / "data" / "synth.jsonl").read_text().splitlines()) == 5
+    assert json.loads((out / "ragtune_adapter.json").read_text())["data"]["train_examples"] == 4
+
+
+def test_bad_data_fails_with_line_and_field(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "q", "output": "a"}\n{"instruction": "q"}\n')
+    assert _main(["--data", bad, "--output", tmp_path / "o"]) == 1
+    assert f"{bad}:2: field 'output' is missing" in capsys.readouterr().err
+    assert _main(["--data", bad]) == 2  # no --output: usage error
+
+
+@pytest.mark.slow
+def test_packaged_smollm2_qlora_few_steps(train_file, tmp_path):
+    out = tmp_path / "smol"
+    assert _main(["--base", "smollm2", "--data", train_file, "--output", out, "--max-steps", 3, "eval_every=3",
+                  "report_to=none", "batch_size=2", "max_seq_len=96", "eval_split=0.05"]) == 0
+    meta = json.loads((out / "ragtune_adapter.json").read_text())
+    assert meta["load_in_4bit"] is True and meta["base_model"] == "smollm2"
+    m = meta["metrics"]
+    assert math.isfinite(m["train_loss"]) and m["final_eval_loss"] < m["first_eval_loss"] + 0.5
