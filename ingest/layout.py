@@ -15,6 +15,10 @@ def _key(line: str) -> str:
     return re.sub(r"\d+", "#", re.sub(r"\s+", " ", line.strip().lower()))
 
 
+# Lines ingest itself writes for tables (caption, rows) repeat by design when a table runs over pages.
+_OURS = re.compile(r"^\s*(\||Table \d+( \(page \d+\))?(:|$))")
+
+
 def _edges(lines: list[str]) -> tuple[list[int], list[int]]:
     idx = [i for i, line in enumerate(lines) if line.strip()]
     return idx[:EDGE_LINES], idx[-EDGE_LINES:] if len(idx) > EDGE_LINES else []
@@ -36,9 +40,8 @@ def strip_running_lines(texts: list[str]) -> tuple[list[str], int]:
     top, bottom = Counter(), Counter()
     for lines in pages:
         head, foot = _edges(lines)
-        # Table rows ("| ...") repeat by design when a table runs over pages: never strip them.
-        top.update({_key(lines[i]) for i in head if not lines[i].lstrip().startswith("|")})
-        bottom.update({_key(lines[i]) for i in foot if not lines[i].lstrip().startswith("|")})
+        top.update({_key(lines[i]) for i in head if not _OURS.match(lines[i])})
+        bottom.update({_key(lines[i]) for i in foot if not _OURS.match(lines[i])})
     need = max(MIN_PAGES, MIN_SHARE * with_text)
     running_top = {k for k, n in top.items() if n >= need}
     running_bottom = {k for k, n in bottom.items() if n >= need}

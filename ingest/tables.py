@@ -38,6 +38,7 @@ class Table:
     caption: str = ""
     header: list[str] = field(default_factory=list)
     rows: list[list[str] | str] = field(default_factory=list)   # str = a line that kept no cell split
+    columns: list[tuple[float, float]] = field(default_factory=list)  # x extent of each kept column
 
     @property
     def width_share(self) -> float:
@@ -75,7 +76,7 @@ def _clean(cell: str | None) -> str:
 
 
 def _words_by_line(page, bbox) -> list[list[dict]]:
-    words = page.crop(bbox, strict=False).extract_words(**WORD_SETTINGS)
+    words = page.within_bbox(bbox, strict=False).extract_words(**WORD_SETTINGS)
     lines: list[list[dict]] = []
     for w in sorted(words, key=lambda w: (round(w["top"]), w["x0"])):
         if lines and abs(lines[-1][0]["top"] - w["top"]) < 2.5:
@@ -195,7 +196,17 @@ def _build(page, table, number: int) -> Table | None:
         return None
     out.header = [header[c] or f"column {c + 1}" for c in keep]
     out.rows = [[r[c] for c in keep] if isinstance(r, list) else r for r in rows]
+    out.columns = [cols[c] for c in keep]
     return out
+
+
+def _continues(prev: Table | None, table: Table) -> bool:
+    """A table at the top of the page after ``prev``'s page with the same columns is its next part."""
+    if prev is None or table.page != prev.page + 1 or table.caption or len(table.columns) != len(prev.columns):
+        return False
+    if table.bbox[1] > 0.25 * table.page_size[1] or table.header == prev.header:
+        return False
+    return all(abs(a[0] - b[0]) < 2 and abs(a[1] - b[1]) < 2 for a, b in zip(table.columns, prev.columns))
 
 
 def extract_tables(path: Path, pages: list[int], password: str | None = None) -> dict[int, list[Table]]:
@@ -203,6 +214,7 @@ def extract_tables(path: Path, pages: list[int], password: str | None = None) ->
     import pdfplumber
 
     found: dict[int, list[Table]] = {}
+    prev: Table | None = None
     with pdfplumber.open(str(path), pages=pages, password=password or None) as pdf:
         for page in pdf.pages:
             tables = []
@@ -211,10 +223,16 @@ def extract_tables(path: Path, pages: list[int], password: str | None = None) ->
                 if any(_inside(t.bbox, o.bbox) for o in tables):
                     continue
                 built = _build(page, t, page.page_number)
-                if built is not None:
-                    tables.append(built)
+                if built is None:
+                    continue
+                if not tables and _continues(prev, built):
+                    # Its first row was read as a header; the real header is the earlier page's.
+                    built.rows.insert(0, built.header)
+                    built.header, built.caption = prev.header, prev.caption or "continued"
+                tables.append(built)
             if tables:
                 found[page.page_number] = tables
+            prev = tables[-1] if tables else None
             page.close()
     return found
 

@@ -170,22 +170,28 @@ def _add_tables(pdf, path: Path, password: str | None, candidates: list[int], te
 def _weave(page, plain: str, page_tables: list, blocks: list[str]) -> str:
     """Page text with each table's flattened text replaced by its Markdown blocks, in place.
 
-    Only for upright pages whose tables span most of the width: the page is cut into horizontal
+    Only for upright pages where no text sits beside a table: the page is cut into horizontal
     bands between tables and PDFium reads each band. Otherwise the blocks follow the page text.
     """
     width, height = page.get_size()
-    if page.get_rotation() or any(t.width_share < 0.6 for t in page_tables) or \
-            any(abs(t.page_size[1] - height) > 1 for t in page_tables):
-        return plain + "\n\n" + "\n\n".join(blocks)
+    appended = plain + "\n\n" + "\n\n".join(blocks)
+    if page.get_rotation() or any(abs(t.page_size[1] - height) > 1 for t in page_tables):
+        return appended
     textpage = page.get_textpage()
     try:
+        # pdfplumber measures from the top edge, PDFium from the bottom.
+        def text_in(x0: float, top: float, x1: float, bottom: float) -> str:
+            return textpage.get_text_bounded(left=x0, bottom=height - bottom, right=x1, top=height - top)
+
+        for t in page_tables:
+            beside = text_in(0, t.bbox[1], t.bbox[0], t.bbox[3]) + text_in(t.bbox[2], t.bbox[1], width, t.bbox[3])
+            if len(beside.strip()) > 20:   # a table in one column of a multi-column page
+                return appended
         parts, top = [], 0.0
         for t, block in zip(page_tables, blocks):
-            # pdfplumber measures from the top edge, PDFium from the bottom.
-            band = textpage.get_text_bounded(left=0, bottom=height - t.bbox[1], right=width, top=height - top)
-            parts += [band.strip(), block]
+            parts += [text_in(0, top, width, t.bbox[1]).strip(), block]
             top = t.bbox[3]
-        parts.append(textpage.get_text_bounded(left=0, bottom=0, right=width, top=height - top).strip())
+        parts.append(text_in(0, top, width, height).strip())
     finally:
         textpage.close()
     return "\n\n".join(p for p in parts if p)
