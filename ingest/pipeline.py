@@ -163,8 +163,8 @@ class _Parser:
                     yield path, fut.result(timeout=self.settings.file_timeout_s)
                 except FutureTimeout:
                     self._kill_pool()
-                    yield path, ("error", f"parsing took over {self.settings.file_timeout_s:g} s "
-                                          "(raise ingest.file_timeout_s to allow more)")
+                    yield path, ("error", (f"parsing took over {self.settings.file_timeout_s:g} s "
+                                           "(raise ingest.file_timeout_s to allow more)"))
                 except BrokenProcessPool:
                     self._kill_pool()
                     yield path, ("error", "the parser crashed on this file (damaged PDF?)")

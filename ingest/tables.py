@@ -20,8 +20,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MIN_SEGMENTS = 16           # fewer path segments on a page than this cannot draw a ruled table
-MAX_COUNT = 400             # stop counting once a page clearly has enough drawing
+MIN_RULE = 8.0              # pt: shorter straight strokes are ticks, bullets or glyph parts, not rulings
+MAX_SEGMENTS = 20000        # give up counting on pages with huge drawings (maps): not a table
 BLOCK_CHARS = 600           # a table block (header + rows) stays under this, so it fits the embedder
 MIN_FILLED = 0.25           # tables whose cells are mostly empty are decoration, not data
 # Word gaps relative to font size for header labels and unsplit lines: small print (5 pt) has word
@@ -46,28 +46,68 @@ class Table:
 
 
 # -- detection --------------------------------------------------------------------------------
-def path_segments(page, cap: int = MAX_COUNT) -> int:
-    """Line segments drawn on a pypdfium2 page (paths at top level and one form level down)."""
+def _paths(page):
+    """Path objects at top level and one form level down (where table rulings live)."""
     from pypdfium2 import raw
 
-    total = 0
     for i in range(raw.FPDFPage_CountObjects(page.raw)):
         obj = raw.FPDFPage_GetObject(page.raw, i)
         kind = raw.FPDFPageObj_GetType(obj)
         if kind == raw.FPDF_PAGEOBJ_PATH:
-            total += max(0, raw.FPDFPath_CountSegments(obj))
+            yield obj
         elif kind == raw.FPDF_PAGEOBJ_FORM:
             for j in range(raw.FPDFFormObj_CountObjects(obj)):
                 sub = raw.FPDFFormObj_GetObject(obj, j)
                 if raw.FPDFPageObj_GetType(sub) == raw.FPDF_PAGEOBJ_PATH:
-                    total += max(0, raw.FPDFPath_CountSegments(sub))
-        if total >= cap:
+                    yield sub
+
+
+def rulings(page, cap: int = MAX_SEGMENTS) -> tuple[int, int]:
+    """Distinct horizontal and vertical straight lines (>= MIN_RULE pt) drawn on a pypdfium2 page.
+
+    Rectangles count with their four edges, as they do for pdfplumber. Curves and diagonals (plots,
+    logos) do not count, so figures rarely make a page a table candidate.
+    """
+    import ctypes
+
+    from pypdfium2 import raw
+
+    xs, ys = set(), set()
+    x, y = ctypes.c_float(), ctypes.c_float()
+    seen = 0
+    for obj in _paths(page):
+        n = raw.FPDFPath_CountSegments(obj)
+        seen += max(0, n)
+        if seen > cap:
             break
-    return total
+        first = prev = None
+        for k in range(n):
+            seg = raw.FPDFPath_GetPathSegment(obj, k)
+            if not raw.FPDFPathSegment_GetPoint(seg, x, y):
+                continue
+            point = (x.value, y.value)
+            kind = raw.FPDFPathSegment_GetType(seg)
+            if kind == raw.FPDF_SEGMENT_MOVETO:
+                first = point
+            elif kind == raw.FPDF_SEGMENT_LINETO and prev is not None:
+                _rule(prev, point, xs, ys)
+            if raw.FPDFPathSegment_GetClose(seg) and first is not None:
+                _rule(point, first, xs, ys)
+            prev = point
+    return len(ys), len(xs)
+
+
+def _rule(a, b, xs: set, ys: set) -> None:
+    if abs(a[1] - b[1]) < 0.5 and abs(a[0] - b[0]) >= MIN_RULE:
+        ys.add(round(a[1]))
+    elif abs(a[0] - b[0]) < 0.5 and abs(a[1] - b[1]) >= MIN_RULE:
+        xs.add(round(a[0]))
 
 
 def may_have_table(page) -> bool:
-    return path_segments(page) >= MIN_SEGMENTS
+    """Cheap test for ruled tables: at least 3 horizontal and 2 vertical rules."""
+    horizontal, vertical = rulings(page)
+    return horizontal >= 3 and vertical >= 2
 
 
 # -- extraction -------------------------------------------------------------------------------
