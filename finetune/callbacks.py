@@ -29,22 +29,29 @@ class ProgressBar(TrainerCallback):
         self.step_tokens = 0
         self.steps = 0
         self._t0 = 0.0
-        self._tok0 = 0
+        self._mark = 0        # collator.tokens_seen when the last step's batches had been counted
+        self._this_step = 0
         self.first_step_time: float | None = None
 
     def on_train_begin(self, args, state, control, **kw):
         from tqdm.auto import tqdm
 
+        self._mark = self.collator.tokens_seen
         self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", unit="step",
                         file=sys.stderr, dynamic_ncols=True)
 
     def on_step_begin(self, args, state, control, **kw):
+        # Trainer collates every micro-batch of a step (grad_accum of them) before this hook.
         self._t0 = time.perf_counter()
-        self._tok0 = self.collator.tokens_seen - self.collator.last_tokens  # batch already collated
+        self._this_step = self.collator.tokens_seen - self._mark
+        self._mark = self.collator.tokens_seen
+
+    def on_evaluate(self, args, state, control, **kw):
+        self._mark = self.collator.tokens_seen  # the eval batches went through the same collator
 
     def on_step_end(self, args, state, control, **kw):
         dt = time.perf_counter() - self._t0
-        tokens = self.collator.tokens_seen - self._tok0
+        tokens = self._this_step
         if self.first_step_time is None:
             self.first_step_time = dt  # warm-up step, reported apart
         else:

@@ -58,6 +58,10 @@ class LoadedBase:
 _DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
 
 
+def _fsdp() -> bool:
+    return os.environ.get("ACCELERATE_USE_FSDP", "").lower() in {"1", "true"}
+
+
 def load_base(path: str, *, load_in_4bit: bool, compute_dtype: str, trust_remote_code: bool = False) -> LoadedBase:
     """Load the base for training: 4-bit NF4 + double quant when asked and possible, else dense.
 
@@ -77,7 +81,10 @@ def load_base(path: str, *, load_in_4bit: bool, compute_dtype: str, trust_remote
             from transformers import BitsAndBytesConfig
 
             quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                       bnb_4bit_compute_dtype=dtype)
+                                       bnb_4bit_compute_dtype=dtype,
+                                       # FSDP shards parameters by dtype: 4-bit weights must be stored as the
+                                       # compute dtype there (uint8 storage elsewhere: the faster CPU path).
+                                       bnb_4bit_quant_storage=dtype if _fsdp() else torch.uint8)
             model = AutoModelForCausalLM.from_pretrained(path, quantization_config=quant, dtype=dtype,
                                                          device_map=device_map, **common)
             return LoadedBase(model, True, None)

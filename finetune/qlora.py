@@ -249,15 +249,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         _log(f"resuming from {resume_from.name} (step {resume_from.name.split('-')[-1]})")
         first_eval = next((h["eval_loss"] for h in json.loads((resume_from / "trainer_state.json").read_text())
                            ["log_history"] if "eval_loss" in h), None)
-    status = "FAILED"
     try:
         result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-        status = "FINISHED"
-    finally:
+    except BaseException as e:
         if tracker:
-            tracker.end(status)
+            tracker.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
     state = trainer.state
     evals = [h["eval_loss"] for h in state.log_history if "eval_loss" in h]
+    if has_eval and not evals:  # the run ended before its first scheduled evaluation
+        evals = [trainer.evaluate()["eval_loss"]]
     final_eval = evals[-1] if evals else None
     if first_eval is None and evals:
         first_eval = evals[0]
@@ -309,6 +310,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }) if cfg.registered_model else None
         meta["mlflow"] = {"tracking_uri": redact(tracker.uri), "run_id": tracker.run_id, "artifact": source,
                           "registered_model": cfg.registered_model or None, "version": version}
+        tracker.end("FINISHED")
     (out / METADATA_FILE).write_text(json.dumps(meta, indent=2))
     meta["adapter"] = str(out)
     return meta

@@ -65,7 +65,9 @@ _DO_FORMS = {"has": ("does", "have"), "have": ("do", "have"), "had": ("did", "ha
              "uses": ("does", "use"), "use": ("do", "use"), "means": ("does", "mean"),
              "costs": ("does", "cost"), "takes": ("does", "take")}
 _DETERMINERS = {"the", "a", "an", "each", "every", "all", "most", "some", "our", "its", "their", "your"}
-_BAD_SUBJECT = re.compile(r"^(it|this|that|these|those|there|they|he|she|we|you|i|which|what)\b", re.IGNORECASE)
+_BAD_SUBJECT = re.compile(r"^(it|this|that|these|those|there|they|he|she|we|you|i|which|what|in|on|at|by|for|"
+                          r"with|from|after|before|during|of|to|when|if|as|so|and|but|or)\b|\b(there|which|who|that)\b",
+                          re.IGNORECASE)
 
 
 def sentences(text: str) -> list[str]:
@@ -256,10 +258,11 @@ def _resolve_llm(spec: str) -> Any:
         from rag import llms
     except ImportError as e:
         raise ConfigError(f"--llm {spec!r} needs rag.llms, which is not available: {e}") from e
-    for name in ("open_llm", "load_llm", "create_llm", "get_llm"):
-        if callable(getattr(llms, name, None)):
-            return getattr(llms, name)(spec)
-    raise ConfigError("rag.llms has no open_llm/load_llm factory: pass an LLM object to LLMGenerator in Python")
+    if not callable(getattr(llms, "open_llm", None)):
+        raise ConfigError("rag.llms has no open_llm factory: pass an LLM object to LLMGenerator in Python")
+    from rag.settings import load_settings
+
+    return llms.open_llm(spec, load_settings())
 
 
 def build_parser() -> argparse.ArgumentParser:

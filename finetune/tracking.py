@@ -90,7 +90,10 @@ class Tracker:
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, step) for k, v in metrics.items()])
 
     def log_adapter(self, folder: str | Path) -> str:
-        self.client.log_artifacts(self.run_id, str(folder), artifact_path="adapter")
+        """Log the adapter's own files (not checkpoints/ or data/) under ``adapter/``; returns its URI."""
+        for f in sorted(Path(folder).iterdir()):
+            if f.is_file():
+                self.client.log_artifact(self.run_id, str(f), artifact_path="adapter")
         return f"{self.client.get_run(self.run_id).info.artifact_uri}/adapter"
 
     def register(self, name: str, source: str, tags: Mapping[str, Any]) -> str:

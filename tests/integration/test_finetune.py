@@ -106,6 +106,11 @@ def test_train_tiny_llama_4bit_on_cpu(tiny_model, train_file, tmp_path, capsys):
     assert steps >= {1, 2, 3, 4}
     assert con.execute("SELECT count(*) FROM model_versions WHERE name='ragtune-adapter'").fetchone()[0] == 1
     con.close()
+    import mlflow
+
+    fetched = Path(mlflow.artifacts.download_artifacts(artifact_uri="models:/ragtune-adapter/1",
+                                                       tracking_uri=f"sqlite:///{db}"))
+    assert (fetched / "adapter_model.safetensors").exists() and not (fetched / "checkpoints").exists()
 
     from finetune.adapters import list_adapters
 
@@ -167,7 +172,7 @@ def test_from_store_synthesises_then_trains(tiny_model, tmp_path):
     store.close()
     out = tmp_path / "fs"
     assert _main(["--base", tiny_model, "--from-store", tmp_path / "idx", "--output", out, "--max-steps", 2,
-                  "report_to=none", "synth_distractors=1", *FAST]) == 0
+                  "report_to=none", "synth_distractors=1", "grad_accum=2", *FAST]) == 0
     assert len((out / "data" / "synth.jsonl").read_text().splitlines()) == 5
     assert json.loads((out / "ragtune_adapter.json").read_text())["data"]["train_examples"] == 4
 
