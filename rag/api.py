@@ -202,6 +202,12 @@ class RAG:
         return {"files": len(sources), "chunks": sum(sources.values()), "store": redact(store.uri),
                 "embedder": info.get("embedder"), "dim": info.get("dim")}
 
+    def loaded(self) -> dict[str, str | None]:
+        """Which parts are built so far (for UIs; builds nothing): each one's name, or None."""
+        return {"store": redact(self._store.uri) if self._store is not None else None,
+                "embedder": getattr(self._embedder, "id", None) if self._embedder is not None else None,
+                "llm": (getattr(self._llm, "name", "") or repr(self._llm)) if self._llm is not None else None}
+
     def close(self) -> None:
         with self._lock:
             if self._store is not None:
