@@ -34,7 +34,7 @@ with ui.guarded("report"):
                                 f"store: {run.get('store')} · embedder: {run.get('embedder')}"))
     st.subheader("Comparison")
     st.dataframe(reports.comparison_rows(summary), hide_index=True)
-    st.caption("Rates are 0-1 (higher is better); *_s columns are seconds per question (lower is better).")
+    st.caption("Rates are 0-1 (higher is better); `*_s` columns are seconds per question (lower is better).")
     for cfg in summary.get("configs", []):
         for w in cfg.get("warnings") or []:
             st.warning(ui.md_escape(f"{cfg.get('name')}: {w}"))
