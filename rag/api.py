@@ -68,7 +68,8 @@ class RAG:
                 from rag.embedders import open_embedder
                 from rag.embedders.cache import CachedEmbedder
 
-                inner = open_embedder(self.settings.embedder, device=self.settings.device)
+                inner = open_embedder(self.settings.embedder, device=self.settings.device,
+                                      precision=self.settings.embedder_precision)
                 self._embedder = CachedEmbedder(inner, self.settings.data_dir / "cache")
             return self._embedder
 

@@ -40,10 +40,12 @@ def _load(target: str):
     return getattr(importlib.import_module(module), name)
 
 
-def open_embedder(spec: str, *, device: str = "cpu") -> Embedder:
+def open_embedder(spec: str, *, device: str = "cpu", precision: str = "float32") -> Embedder:
+    """Open the embedder a spec names. ``precision`` reaches other backends only when not the default."""
     prefix, sep, rest = spec.partition(":")
     if sep and prefix in REGISTRY:
-        return _load(REGISTRY[prefix])(rest, device=device)
+        options = {"precision": precision} if prefix == "st" or precision != "float32" else {}
+        return _load(REGISTRY[prefix])(rest, device=device, **options)
     if sep and len(prefix) > 1 and not prefix.startswith(("/", ".")) and "/" not in prefix:
         raise ConfigError(f"unknown embedder prefix '{prefix}' in '{spec}' (known: {', '.join(sorted(REGISTRY))})")
-    return _load(REGISTRY["st"])(spec, device=device)
+    return _load(REGISTRY["st"])(spec, device=device, precision=precision)

@@ -1,0 +1,211 @@
+"""ragtune side by side with what users would write instead (LangChain, LlamaIndex, plain HF).
+
+    python -m bench --quick                      # every section, small inputs (< 10 min idle)
+    python -m bench                              # the shared corpora at their real size
+    python -m bench --full                       # + a ~2,000-page corpus, all SciFact/SQuAD queries
+    python -m bench --only ingest,retrieval      # some sections (ingest, embedder, store,
+                                                 #   retrieval, generation, finetune)
+
+Prints one table and writes bench/results/LATEST.md (machine, versions, figures, ratios and a
+MET/MISSED line per target). Each section's raw figures also go to bench/results/LATEST.json.
+Timings on a shared machine are noisy: every ratio is measured in the same run, interleaved
+where the section allows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+SECTIONS = ("ingest", "embedder", "store", "retrieval", "generation", "finetune")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="small inputs; every section")
+    g.add_argument("--full", action="store_true", help="largest inputs (~2,000-page corpus, all queries)")
+    p.add_argument("--only", help=f"comma-separated sections ({', '.join(SECTIONS)})")
+    p.add_argument("--corpus", type=Path, help="PDF folder for the ingest section (default ../shared/data/pdfs)")
+    p.add_argument("--out", type=Path, default=RESULTS / "LATEST.md", help="markdown report (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the raw results as one JSON object")
+    return p
+
+
+# -- machine --------------------------------------------------------------------------------------
+def machine() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())
+    flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "").split()
+    mem = next((int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines()
+                if ln.startswith("MemTotal")), 0)
+    vers = {}
+    for pkg in ("torch", "transformers", "sentence-transformers", "faiss-cpu", "langchain-core", "langchain-community",
+                "langchain-huggingface", "llama-index-core", "llama_cpp_python", "peft", "pypdf", "pypdfium2"):
+        try:
+            vers[pkg] = version(pkg)
+        except PackageNotFoundError:
+            vers[pkg] = "-"
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gb": round(mem / 2**20, 1),
+            "cpu_flags": " ".join(f for f in flags if f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8")),
+            "load_avg": os.getloadavg(), "python": platform.python_version(), "versions": vers}
+
+
+# -- sections -------------------------------------------------------------------------------------
+def quick_corpus(src: Path, dest: Path, max_pages: int = 60) -> Path:
+    """The first files of ``src`` (sorted) up to ``max_pages`` PDFium pages, plus every odd file
+    (encrypted, broken) so failure handling stays in the measurement."""
+    import pypdfium2 as pdfium
+
+    pages = 0
+    for f in sorted(src.rglob("*.pdf")):
+        try:
+            doc = pdfium.PdfDocument(str(f))
+            n = len(doc)
+            doc.close()
+        except Exception:  # noqa: BLE001
+            n = 0
+        if n and pages + n > max_pages:
+            continue
+        pages += n
+        out = dest / f.relative_to(src)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, out)
+    return dest
+
+
+def run_ingest(mode: str, corpus: Path | None, log) -> dict:
+    from bench import ingest_bench
+
+    src = corpus or ingest_bench.PDFS
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        tmp = Path(tmp)
+        if mode == "quick" and corpus is None:
+            src = quick_corpus(src, tmp / "corpus")
+        out["standard"] = ingest_bench.bench(src, tmp / "work", log=log)
+        if mode == "full":
+            big = ingest_bench.replicated_corpus(src, tmp / "big", 2000)
+            out["large"] = ingest_bench.bench(big, tmp / "work-big", no_dedup=True, log=log)
+    return out
+
+
+def run_store(mode: str, log) -> dict:
+    path = RESULTS / "store.json"
+    if path.exists():
+        data = json.loads(path.read_text())
+        data["_source"] = f"{path.relative_to(ROOT)} (bench/store_bench.py, written {time.ctime(path.stat().st_mtime)})"
+        return data
+    log("  store: no bench/results/store.json; running bench/store_bench.py --quick")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "store.json"
+        subprocess.run([sys.executable, str(ROOT / "bench" / "store_bench.py"), "--quick", "--out", str(out)],
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        data = json.loads(out.read_text())
+    data["_source"] = "bench/store_bench.py --quick (this run)"
+    return data
+
+
+def run_retrieval(mode: str, log) -> dict:
+    from bench import retrieval_bench as rb
+
+    quick = mode == "quick"
+    res = rb.bench(quick, "full" if mode == "full" else "first1000", log=log)
+    # What bf16 costs in quality: the same SciFact subset and SQuAD sample, re-embedded in bf16.
+    log("  retrieval: bf16 embedder quality check (SciFact subset + SQuAD sample)")
+    sf16 = rb.scifact(True, "first1000", log, langchain=False, precision="bfloat16", tune=False)
+    sf32 = rb.scifact(True, "first1000", log, langchain=False, precision="float32", tune=False)
+    sq16 = rb.squad(True, log, precision="bfloat16")
+    sq32 = rb.squad(True, log, precision="float32") if not quick else res["squad"]
+    res["bf16_quality"] = {"scifact_subset": {"float32": sf32["methods"], "bfloat16": sf16["methods"]},
+                           "squad_sample": {"float32": sq32["methods"], "bfloat16": sq16["methods"]}}
+    return res
+
+
+def run_generation(mode: str, log) -> dict:
+    from bench import generation_bench
+
+    return generation_bench.bench(64 if mode == "quick" else 128, 2 if mode == "quick" else 3, log=log)
+
+
+def run_embedder(mode: str, log) -> dict:
+    from bench import embedder_bench
+
+    return embedder_bench.bench(64 if mode == "quick" else 256, 2 if mode == "quick" else 3, log=log)
+
+
+def run_finetune(mode: str, log) -> dict:
+    cmd = [sys.executable, str(ROOT / "bench" / "finetune_bench.py"), "--json"]
+    cmd += ["--full"] if mode == "full" else ["--steps", "6" if mode == "quick" else "20"]
+    log(f"  finetune: {' '.join(cmd[1:])}")
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if r.returncode != 0:
+        raise RuntimeError(f"finetune_bench failed: {r.stderr[-1500:]}")
+    return json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1])
+
+
+def _write(out: Path, results: dict, render) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(results), encoding="utf-8")
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+
+
+RUNNERS = {"ingest": run_ingest, "embedder": run_embedder, "store": run_store, "retrieval": run_retrieval,
+           "generation": run_generation, "finetune": run_finetune}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    only = [s.strip() for s in args.only.split(",")] if args.only else list(SECTIONS)
+    unknown = [s for s in only if s not in SECTIONS]
+    if unknown:
+        print(f"error: unknown section(s) {', '.join(unknown)} (known: {', '.join(SECTIONS)})", file=sys.stderr)
+        return 2
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.path.insert(0, str(ROOT))
+    from bench.report import render, table
+
+    mode = "quick" if args.quick else "full" if args.full else "standard"
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    results: dict = {"mode": mode, "machine": machine(), "sections": {}, "errors": {}, "seconds": {}}
+    t_all = time.perf_counter()
+    for name in only:
+        log(f"[{name}]")
+        t0 = time.perf_counter()
+        try:
+            kwargs = {"corpus": args.corpus} if name == "ingest" else {}
+            results["sections"][name] = RUNNERS[name](mode, log=log, **kwargs)
+        except Exception as e:  # noqa: BLE001 - one failing section must not hide the others
+            results["errors"][name] = f"{e.__class__.__name__}: {e}"
+            log(f"  FAILED: {results['errors'][name]}")
+        results["seconds"][name] = time.perf_counter() - t0
+        _write(args.out, results, render)  # after every section: a long run interrupted keeps what it measured
+    results["seconds"]["total"] = time.perf_counter() - t_all
+    _write(args.out, results, render)
+    if args.json:
+        print(json.dumps(results, default=str))
+    else:
+        print(table(results))
+        print(f"\nwrote {args.out}")
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""Cold ingest and re-ingest: ragtune against what a LangChain or LlamaIndex user would write.
+
+    python -m bench --only ingest              # through the umbrella (table + LATEST.md)
+    python -m bench.ingest_bench --worker langchain --corpus DIR --data-dir TMP   # one pipeline
+
+Each pipeline runs in its own subprocess, so its peak RSS is its own; the parent samples the
+RSS of the whole process tree (ragtune parses in a worker process) every 50 ms. Seconds are the
+subprocess wall time: interpreter start, imports, model load, parse, split, embed, index.
+Pages/s use the same denominator for every pipeline (pages PDFium can open in the corpus).
+
+Text each pipeline embeds vs truncates is counted afterwards (outside the timing) with the
+embedder's own tokenizer: MiniLM reads 256 word pieces and silently drops the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PDFS = ROOT.parent / "shared" / "data" / "pdfs"
+PIPELINES = ("ragtune", "langchain", "llamaindex")
+
+
+# -- corpus ---------------------------------------------------------------------------------------
+def count_pages(folder: Path) -> int:
+    """Pages PDFium can open under ``folder`` (files it refuses count 0)."""
+    import pypdfium2 as pdfium
+
+    total = 0
+    for f in sorted(folder.rglob("*.pdf")):
+        try:
+            doc = pdfium.PdfDocument(str(f))
+            total += len(doc)
+            doc.close()
+        except Exception:  # noqa: BLE001 - encrypted/broken files are part of the corpus on purpose
+            pass
+    return total
+
+
+def replicated_corpus(src: Path, dest: Path, min_pages: int) -> Path:
+    """Copies of ``src`` under renamed folders (copy0/, copy1/, ...) until ``min_pages`` is reached."""
+    per = max(1, count_pages(src))
+    copies = -(-min_pages // per)
+    for i in range(copies):
+        for f in sorted(src.rglob("*.pdf")):
+            out = dest / f"copy{i}" / f.relative_to(src).parent / f"c{i}-{f.name}"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, out)
+    return dest
+
+
+# -- the pipelines (each runs in a fresh subprocess) ----------------------------------------------
+def _token_stats(texts: list[str]) -> dict:
+    from transformers import AutoTokenizer
+
+    from rag.models import resolve_embedder
+
+    tok = AutoTokenizer.from_pretrained(resolve_embedder("all-MiniLM-L6-v2"))
+    limit = 256
+    counts = [len(ids) for ids in tok(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]] if texts else []
+    total = sum(counts)
+    dropped = sum(max(0, c - limit) for c in counts)
+    return {"chunks": len(texts), "over_limit": sum(c > limit for c in counts), "tokens": total,
+            "truncated_tokens": dropped, "truncated_share": dropped / total if total else 0.0}
+
+
+def _ragtune(corpus: Path, data_dir: Path, no_dedup: bool) -> tuple[dict, list[str]]:
+    from rag.api import RAG
+    from rag.settings import load_settings
+
+    if no_dedup:
+        # The replicated corpus repeats every text; the content-addressed cache would embed each
+        # once. Bypass the lookup so the figure is what a corpus without duplicates costs.
+        from rag.embedders.cache import CachedEmbedder
+
+        CachedEmbedder.embed = lambda self, texts: self.inner.embed(texts)
+    rag = RAG(settings=load_settings(env={}, overrides={"data_dir": str(data_dir)}))
+    res = rag.ingest([str(corpus)])
+    out = {"pages_read": sum(f.pages for f in res.files), "chunks": res.chunks, "failed": len(res.failed),
+           "embedded": res.embedded}
+    return out, (lambda: rag.store.texts()[1])
+
+
+def _langchain(corpus: Path, data_dir: Path, no_dedup: bool):
+    from langchain_community.document_loaders import PyPDFLoader
+    from langchain_community.vectorstores import FAISS
+    from langchain_huggingface import HuggingFaceEmbeddings
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    from rag.models import resolve_embedder
+
+    docs, failed = [], 0
+    for f in sorted(corpus.rglob("*.pdf")):
+        try:
+            docs += PyPDFLoader(str(f)).load()
+        except Exception:  # noqa: BLE001 - what a user would do: skip files the loader can't open
+            failed += 1
+    chunks = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200).split_documents(docs)
+    emb = HuggingFaceEmbeddings(model_name=resolve_embedder("all-MiniLM-L6-v2"))
+    FAISS.from_documents(chunks, emb).save_local(str(data_dir / "faiss"))
+    return {"pages_read": len(docs), "chunks": len(chunks), "failed": failed}, (lambda: [c.page_content for c in chunks])
+
+
+def _llamaindex(corpus: Path, data_dir: Path, no_dedup: bool):
+    from llama_index.core import SimpleDirectoryReader, StorageContext, VectorStoreIndex
+    from llama_index.core.node_parser import SentenceSplitter
+    from llama_index.core.readers.base import BaseReader
+    from llama_index.core.schema import Document
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+    from rag.models import resolve_embedder
+
+    class PypdfReader(BaseReader):
+        """One Document per page, like llama-index-readers-file's PDFReader (not installed: it
+        downgrades pypdf), so SimpleDirectoryReader does not read PDFs as bytes."""
+
+        def load_data(self, file, extra_info=None, fs=None):
+            from pypdf import PdfReader
+
+            reader = PdfReader(str(file))
+            return [Document(text=page.extract_text() or "", metadata={"file_name": Path(file).name, "page_label": i + 1,
+                                                                       **(extra_info or {})})
+                    for i, page in enumerate(reader.pages)]
+
+    reader = SimpleDirectoryReader(str(corpus), recursive=True, file_extractor={".pdf": PypdfReader()},
+                                   raise_on_error=False)
+    docs = reader.load_data()
+    nodes = SentenceSplitter().get_nodes_from_documents(docs)
+    index = VectorStoreIndex(nodes, embed_model=HuggingFaceEmbedding(model_name=resolve_embedder("all-MiniLM-L6-v2")))
+    index.storage_context.persist(str(data_dir / "llamaindex"))
+    files = len(list(corpus.rglob("*.pdf")))
+    got = len({d.metadata.get("file_path") for d in docs})
+    return {"pages_read": len(docs), "chunks": len(nodes), "failed": files - got}, \
+        (lambda: [n.get_content() for n in nodes])
+
+
+def worker(name: str, corpus: Path, data_dir: Path, no_dedup: bool) -> dict:
+    t0 = time.perf_counter()
+    fn = {"ragtune": _ragtune, "langchain": _langchain, "llamaindex": _llamaindex}[name]
+    out, texts = fn(corpus, data_dir, no_dedup)
+    out["seconds_inside"] = time.perf_counter() - t0
+    out.update(_token_stats(texts()))  # after the timing
+    return out
+
+
+# -- the parent: run a pipeline subprocess, sample its tree's RSS --------------------------------
+def _tree_rss(proc) -> int:
+    import psutil
+
+    try:
+        p = psutil.Process(proc.pid)
+        procs = [p] + p.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for q in procs:
+        try:
+            total += q.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def run_pipeline(name: str, corpus: Path, data_dir: Path, *, no_dedup: bool = False, env: dict | None = None) -> dict:
+    cmd = [sys.executable, "-m", "bench.ingest_bench", "--worker", name, "--corpus", str(corpus),
+           "--data-dir", str(data_dir)] + (["--no-dedup"] if no_dedup else [])
+    return _timed(cmd, env)
+
+
+def _timed(cmd: list[str], env: dict | None = None) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore",
+           **(env or {})}
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err)
+        peak = 0
+        while proc.poll() is None:
+            peak = max(peak, _tree_rss(proc))
+            time.sleep(0.05)
+        wall = time.perf_counter() - t0
+        out.seek(0)
+        err.seek(0)
+        text, errs = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"{' '.join(cmd[:5])} exited {proc.returncode}: {errs[-2000:]}")
+    line = [ln for ln in text.splitlines() if ln.startswith("{")][-1]
+    data = json.loads(line)
+    return {**data, "reported_seconds": data.get("seconds"), "seconds": wall, "peak_rss_mb": peak / 2**20}
+
+
+def reingest(corpus: Path, data_dir: Path) -> dict:
+    """The unchanged corpus again, through the real CLI: ``python -m ingest DIR --json``."""
+    r = _timed([sys.executable, "-m", "ingest", str(corpus), "--data-dir", str(data_dir), "--json"])
+    return {"seconds": r["seconds"], "cli_seconds": r["reported_seconds"], "unchanged": r.get("unchanged"),
+            "added": r.get("added"), "updated": r.get("updated"), "peak_rss_mb": r["peak_rss_mb"]}
+
+
+def bench(corpus: Path, work: Path, *, pipelines=PIPELINES, no_dedup: bool = False, log=print) -> dict:
+    """Cold ingest of ``corpus`` by every pipeline, then ragtune's re-ingest."""
+    pages = count_pages(corpus)
+    out: dict = {"corpus": str(corpus), "pages": pages, "files": len(list(corpus.rglob("*.pdf"))), "runs": {}}
+    for name in pipelines:
+        d = work / name
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        log(f"  ingest: {name} over {out['files']} files / {pages} pages ...")
+        r = run_pipeline(name, corpus, d, no_dedup=no_dedup and name == "ragtune")
+        r["pages_per_s"] = pages / r["seconds"]
+        r["chunks_per_s"] = r["chunks"] / r["seconds"]
+        out["runs"][name] = r
+        log(f"    {r['seconds']:.1f} s, {r['pages_per_s']:.1f} pages/s, {r['chunks']} chunks, "
+            f"peak {r['peak_rss_mb']:.0f} MB, {r['over_limit']} chunks over 256 word pieces")
+        if name == "ragtune":
+            out["reingest"] = reingest(corpus, d)
+            log(f"    re-ingest {out['reingest']['seconds']:.2f} s")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--worker", choices=PIPELINES, help="run one pipeline in this process, print one JSON object")
+    p.add_argument("--corpus", type=Path, default=PDFS)
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--no-dedup", action="store_true", help="ragtune: bypass the embedding cache lookups")
+    a = p.parse_args(argv)
+    if a.worker:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        print(json.dumps(worker(a.worker, a.corpus, a.data_dir or Path(tempfile.mkdtemp()), a.no_dedup)))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="ingest-bench-") as tmp:
+        print(json.dumps(bench(a.corpus, Path(tmp), log=lambda m: print(m, file=sys.stderr)), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Render ``python -m bench`` results: a terminal table and bench/results/LATEST.md with targets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _f(x: Any, nd: int = 2) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{nd}f}"
+    return str(x)
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("MET" if ok else "**MISSED**")
+
+
+def targets(res: dict) -> list[tuple[str, str, bool | None, str]]:
+    """(section, target, met, figure) for every target the run has figures for."""
+    s = res["sections"]
+    out: list[tuple[str, str, bool | None, str]] = []
+    ing = s.get("ingest", {})
+    for size, r in ing.items():
+        runs = r["runs"]
+        rt = runs.get("ragtune")
+        base = max((runs[n] for n in runs if n != "ragtune"), key=lambda b: b["pages_per_s"], default=None)
+        if rt and base:
+            ratio = rt["pages_per_s"] / base["pages_per_s"]
+            out.append(("1 cold ingest", f"pages/s >= 1.5x the faster baseline ({size}, {r['pages']} pages)",
+                        ratio >= 1.5, f"{ratio:.2f}x ({rt['pages_per_s']:.2f} vs {base['pages_per_s']:.2f} pages/s)"))
+        if rt and "reingest" in r:
+            share = r["reingest"]["seconds"] / rt["seconds"]
+            out.append(("2 re-ingest", f"<= 2% of cold ingest ({size})", share <= 0.02,
+                        f"{r['reingest']['seconds']:.2f} s = {100 * share:.1f}% of {rt['seconds']:.1f} s"))
+    st = s.get("store")
+    if st:
+        big = [row for row in st.get("rows", []) if row["n"] >= 1_000_000]
+        if big:
+            e = big[-1]["embedded"]
+            out.append(("3 store", "p50 <= 20 ms at 1M with recall@10 >= 0.95", e["p50_ms"] <= 20 and e["recall@10"] >= 0.95,
+                        f"p50 {e['p50_ms']:.2f} ms, recall@10 {e['recall@10']:.3f}"))
+        else:
+            out.append(("3 store", "p50 <= 20 ms at 1M with recall@10 >= 0.95", None, "no 1M row in store.json"))
+    rt = s.get("retrieval")
+    if rt:
+        m = rt["scifact"]["methods"]
+        best = max(("hybrid-mix", "hybrid-rrf"), key=lambda k: m[k]["ndcg@10"])
+        cv = max(m["hybrid-mix tuned"]["cv_ndcg@10"], m["hybrid-rrf tuned"]["cv_ndcg@10"])
+        sub = "" if rt["scifact"]["docs"] >= 5000 else f" (subset: {rt['scifact']['docs']} abstracts)"
+        out.append(("4 SciFact", f"hybrid nDCG@10 >= 0.72, no re-ranker{sub}", max(m[best]["ndcg@10"], cv) >= 0.72,
+                    f"default {best} {m[best]['ndcg@10']:.3f}; 2-fold CV tuned {cv:.3f}"))
+        q = rt["squad"]["methods"]
+        single = max(q["dense"]["hit@5"], q["bm25"]["hit@5"])
+        hyb = q["hybrid-mix"]["hit@5"]
+        out.append(("4 SQuAD", "hybrid hit@5 >= best single method + 3 points", hyb - single >= 0.03,
+                    f"{100 * hyb:.1f} vs {100 * single:.1f} ({100 * (hyb - single):+.1f} points)"))
+    g = s.get("generation")
+    if g:
+        b = g["backends"]
+        d, h = b["default"], b["transformers (hf:)"]
+        llama = d if g["default_backend"] == "gguf" else None
+        if llama:
+            out.append(("5 generation", "default within 1.5x of llama.cpp tokens/s", True,
+                        f"the default IS llama.cpp ({d['tokens_per_s']:.1f} tok/s); hf: {h['tokens_per_s']:.1f} tok/s "
+                        f"= {h['tokens_per_s'] / d['tokens_per_s']:.2f}x of it"))
+        else:
+            out.append(("5 generation", "default within 1.5x of llama.cpp tokens/s", None, "llama_cpp not installed"))
+    ft = s.get("finetune")
+    if ft:
+        r = ft.get("tokens_per_s_ratio")
+        out.append(("6 fine-tuning", "tokens/s >= 1.3x plain Trainer+PEFT", None if r is None else r >= 1.3,
+                    "-" if r is None else f"{r:.2f}x"))
+    return out
+
+
+def _ingest_md(r: dict, title: str) -> list[str]:
+    lines = [f"### {title}: {r['files']} PDFs, {r['pages']} pages (`{r['corpus']}`)", "",
+             "| pipeline | seconds | pages/s | chunks | chunks/s | peak RSS MB | chunks > 256 word pieces | text truncated | files skipped/failed |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    rt = r["runs"].get("ragtune")
+    for name, x in r["runs"].items():
+        ratio = f" ({x['pages_per_s'] / rt['pages_per_s']:.2f}x ragtune)" if rt and name != "ragtune" else ""
+        lines.append(f"| {name} | {x['seconds']:.1f} | {x['pages_per_s']:.2f}{ratio} | {x['chunks']} | {x['chunks_per_s']:.1f} | "
+                     f"{x['peak_rss_mb']:.0f} | {x['over_limit']} | {100 * x['truncated_share']:.1f}% "
+                     f"({x['truncated_tokens']} of {x['tokens']} tokens) | {x['failed']} |")
+    if "reingest" in r:
+        ri = r["reingest"]
+        lines += ["", f"Re-ingest of the unchanged corpus (`python -m ingest DIR --json`, new process): "
+                      f"{ri['seconds']:.2f} s wall ({ri['cli_seconds']} s inside the CLI), "
+                      f"{ri['unchanged']} files unchanged, {100 * ri['seconds'] / rt['seconds']:.1f}% of the cold ingest."]
+    return lines + [""]
+
+
+def render(res: dict) -> str:
+    m = res["machine"]
+    s = res["sections"]
+    L = [f"# `python -m bench` ({res['mode']})", "",
+         f"Machine: {m['cpu']}, {m['cores']} cores ({m['cpu_flags']}), {m['ram_gb']} GB RAM, Python {m['python']}; "
+         f"load average at start {', '.join(f'{x:.1f}' for x in m['load_avg'])} (shared machine: absolute figures are "
+         "noisy, ratios are measured in the same run).", "",
+         "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()), "",
+         "## Targets", "", "| section | target | result | figure |", "| --- | --- | --- | --- |"]
+    for sec, target, ok, fig in targets(res):
+        L.append(f"| {sec} | {target} | {_verdict(ok)} | {fig} |")
+    for name, err in res["errors"].items():
+        L.append(f"| {name} | (section failed) | **ERROR** | {err} |")
+    L.append("")
+    if "ingest" in s:
+        L += ["## 1-2. Cold ingest and re-ingest", "",
+              "Each pipeline in its own subprocess; seconds = wall time of that process (imports, model load, parse, "
+              "split, embed, index); pages/s over the same page count for all; peak RSS = the process tree, sampled "
+              "every 50 ms. LangChain: PyPDFLoader per file (files it cannot open skipped) + RecursiveCharacterTextSplitter"
+              "(1000, 200) + HuggingFaceEmbeddings + FAISS.from_documents. LlamaIndex: SimpleDirectoryReader with a "
+              "pypdf `file_extractor` for .pdf (llama-index-readers-file would downgrade pypdf) + SentenceSplitter() "
+              "+ HuggingFaceEmbedding + VectorStoreIndex. Same MiniLM folder for all three.", ""]
+        for size, r in s["ingest"].items():
+            L += _ingest_md(r, size)
+        if "large" in s["ingest"]:
+            L += ["The large corpus repeats the standard one under renamed folders; ragtune's content-addressed "
+                  "cache would embed each repeated text once, so its run bypasses the cache lookups "
+                  "(the figure is what a corpus without duplicates costs).", ""]
+    if "embedder" in s:
+        e = s["embedder"]
+        L += ["## 1b. Embedder options (speed)", "",
+              f"{e['texts']} chunk-sized texts, {e['rounds']} interleaved rounds, median; torch threads {e['threads']}; "
+              f"native bf16 on this CPU: {e['native_bf16']}. ONNX/int8: {e['onnx']}.", "",
+              "| configuration | texts/s | vs old default | min cosine vs float32 |", "| --- | ---: | ---: | ---: |"]
+        for name, x in e["configs"].items():
+            L.append(f"| {name} | {x['texts_per_s']:.1f} | {x['speedup']:.2f}x | {x['min_cosine_vs_fp32']:.5f} |")
+        L.append("")
+    if "retrieval" in s and "bf16_quality" in s["retrieval"]:
+        q = s["retrieval"]["bf16_quality"]
+        L += ["## 1c. Embedder precision: quality cost", "",
+              "| method | SciFact subset nDCG@10 fp32 | bf16 | SQuAD sample hit@5 fp32 | bf16 |", "| --- | ---: | ---: | ---: | ---: |"]
+        for meth in ("dense", "bm25", "hybrid-mix", "hybrid-rrf"):
+            a, b = q["scifact_subset"]["float32"].get(meth, {}), q["scifact_subset"]["bfloat16"].get(meth, {})
+            c, d = q["squad_sample"]["float32"].get(meth, {}), q["squad_sample"]["bfloat16"].get(meth, {})
+            L.append(f"| {meth} | {_f(a.get('ndcg@10'), 4)} | {_f(b.get('ndcg@10'), 4)} | {_f(c.get('hit@5'), 4)} | "
+                     f"{_f(d.get('hit@5'), 4)} |")
+        L.append("")
+    if "store" in s:
+        st = s["store"]
+        L += ["## 3. Retrieval latency at scale (embedded store)", "", f"Source: {st.get('_source')}", "",
+              "| chunks | index | p50 ms | p95 ms | recall@10 | insert s | index build s | disk MB | exact flat p50 ms | HNSW p50 ms / recall |",
+              "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+        for row in st.get("rows", []):
+            e, fl, h = row["embedded"], row["flat"], row.get("hnsw")
+            hn = f"{h['p50_ms']:.2f} / {h['recall@10']:.3f}" if h else "-"
+            L.append(f"| {row['n']:,} | {e['index']} | {e['p50_ms']:.2f} | {e['p95_ms']:.2f} | {e['recall@10']:.3f} | "
+                     f"{e['insert_s']:.1f} | {e['index_s']:.1f} | {e['disk_mb']:.0f} | {fl['p50_ms']:.2f} | {hn} |")
+        L.append("")
+    if "retrieval" in s:
+        sf, sq = s["retrieval"]["scifact"], s["retrieval"]["squad"]
+        L += ["## 4. Retrieval quality", "",
+              f"SciFact: {sf['queries']} train queries with qrels over {sf['docs']} abstracts (text: {sf['text']}); "
+              f"hybrid fuses the top {sf['fetch_k']} of each side for nDCG@10, the top 100 for recall@100.", "",
+              "| method | nDCG@10 | recall@100 | dense weight | note |", "| --- | ---: | ---: | ---: | --- |"]
+        for name, x in sf["methods"].items():
+            note = ""
+            if "cv_ndcg@10" in x:
+                note = f"in-sample best; 2-fold CV nDCG@10 {x['cv_ndcg@10']:.4f} (weights picked {x['cv_weights']})"
+            elif x.get("default"):
+                note = "ragtune default"
+            L.append(f"| {name} | {x['ndcg@10']:.4f} | {x['recall@100']:.4f} | {_f(x.get('weight'), 1)} | {note} |")
+        L += ["", f"SQuAD: {sq['questions']} questions over the 10 article PDFs ({sq['chunks']} chunks); a hit is a chunk on "
+                  "any page the paragraph spans (bench/squad_to_eval.py).", "",
+              "| method | hit@1 | hit@5 | MRR@10 |", "| --- | ---: | ---: | ---: |"]
+        for name, x in sq["methods"].items():
+            L.append(f"| {name} | {x['hit@1']:.4f} | {x['hit@5']:.4f} | {x['mrr']:.4f} |")
+        L.append("")
+    if "generation" in s:
+        g = s["generation"]
+        L += ["## 5. Local generation (packaged SmolLM2-135M-Instruct)", "",
+              f"Same RAG prompt, greedy, max {g['max_new_tokens']} new tokens, median of {g['rounds']} alternating rounds "
+              f"after a warm-up. The default spec uses **{'llama.cpp' if g['default_backend'] == 'gguf' else 'transformers'}**.", "",
+              "| backend | load s | time to first token s | tokens/s |", "| --- | ---: | ---: | ---: |"]
+        for name, x in g["backends"].items():
+            L.append(f"| {name} ({x['name']}) | {x['load_s']:.1f} | {x['ttft_s']:.3f} | {x['tokens_per_s']:.1f} |")
+        L.append("")
+    if "finetune" in s:
+        ft = s["finetune"]
+        a, b = ft["ragtune"], ft.get("baseline") or {}
+        L += ["## 6. Fine-tuning step (bench/finetune_bench.py)", "",
+              f"threads {ft['threads']}, batch {ft['batch_size']}, max_seq_len {ft['max_seq_len']}.", "",
+              "| run | steps | s/step | tokens/s | peak RSS MB |", "| --- | ---: | ---: | ---: | ---: |",
+              f"| ragtune (packed) | {a['steps']} | {a['s_per_step']:.2f} | {a['tokens_per_s']:.1f} | {a['peak_rss_mb']:.0f} |"]
+        if b:
+            L.append(f"| Trainer+PEFT ({b.get('padding')}) | {b['steps']} | {b['s_per_step']:.2f} | {b['tokens_per_s']:.1f} | "
+                     f"{b['peak_rss_mb']:.0f} |")
+        L += ["", f"tokens/s ratio: {_f(ft.get('tokens_per_s_ratio'))}x", ""]
+    L += ["Section wall times: " + ", ".join(f"{k} {v:.0f} s" for k, v in res["seconds"].items()), ""]
+    return "\n".join(L)
+
+
+def table(res: dict) -> str:
+    rows = targets(res)
+    w = max([len(t) for _, t, _, _ in rows] + [10])
+    lines = [f"{'section':<15}{'target':<{w + 2}}{'result':<9}figure"]
+    for sec, t, ok, fig in rows:
+        lines.append(f"{sec:<15}{t:<{w + 2}}{_verdict(ok).strip('*'):<9}{fig}")
+    for name, err in res["errors"].items():
+        lines.append(f"{name:<15}{'(section failed)':<{w + 2}}{'ERROR':<9}{err[:200]}")
+    return "\n".join(lines)
