@@ -160,12 +160,13 @@ def baseline_worker(a: argparse.Namespace) -> None:
             self.time, self.tokens, self.steps, self.mark = 0.0, 0, 0, 0
 
         def on_step_begin(self, args, state, control, **kw):
-            self.t0, self.tok0 = time.perf_counter(), counter["tokens"]
+            # Trainer collates the step's batches before this hook: count what arrived since the last step.
+            self.t0, self.step_tokens, self.mark = time.perf_counter(), counter["tokens"] - self.mark, counter["tokens"]
 
         def on_step_end(self, args, state, control, **kw):
             if state.global_step > 1:  # the first step is warm-up, as on the ragtune side
                 self.time += time.perf_counter() - self.t0
-                self.tokens += counter["tokens"] - self.tok0
+                self.tokens += self.step_tokens
                 self.steps += 1
 
     timer = Timer()
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads for both runs (0 = auto from load)")
     p.add_argument("--gradient-checkpointing", choices=["true", "false"], default="true")
     p.add_argument("--baseline-padding", choices=["max_length", "longest"], default="max_length")
-    p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument("--only", choices=["ragtune", "baseline"], help="run one side only")
     p.add_argument("--data-dir", help="where the dequantised SmolLM2 is cached (default: the settings data dir)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--baseline-worker", action="store_true", help=argparse.SUPPRESS)
@@ -216,21 +217,23 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ft-bench-") as tmp:
         work = Path(tmp)
         data = build_data(work, a.distractors)
-        ours = run_ragtune(data, work, data_dir, steps, a)
-        base = None if a.skip_baseline else run_baseline(data, data_dir, bsteps, a)
+        ours = None if a.only == "baseline" else run_ragtune(data, work, data_dir, steps, a)
+        base = None if a.only == "ragtune" else run_baseline(data, data_dir, bsteps, a)
     result = {"device": "cpu", "threads": a.threads, "batch_size": a.batch_size, "max_seq_len": a.max_seq_len,
               "ragtune": ours, "baseline": base,
-              "tokens_per_s_ratio": ours["tokens_per_s"] / base["tokens_per_s"] if base and base["tokens_per_s"] else None}
+              "tokens_per_s_ratio": ours["tokens_per_s"] / base["tokens_per_s"]
+              if ours and base and base["tokens_per_s"] else None}
     if a.json:
         print(json.dumps(result))
         return 0
-    print(f"threads={a.threads} batch={a.batch_size} max_seq_len={a.max_seq_len} 4-bit={ours['load_in_4bit']}")
+    print(f"threads={a.threads} batch={a.batch_size} max_seq_len={a.max_seq_len} 4-bit NF4 on CPU")
     print(f"{'run':<22}{'steps':>6}{'s/step':>9}{'tokens/s':>10}{'peak RSS MB':>13}")
-    rows = [("ragtune (packed)", ours)] + ([(f"baseline ({base['padding']})", base)] if base else [])
+    rows = ([("ragtune (packed)", ours)] if ours else []) + ([(f"baseline ({base['padding']})", base)] if base else [])
     for name, r in rows:
         print(f"{name:<22}{r['steps']:>6}{r['s_per_step']:>9.2f}{r['tokens_per_s']:>10.1f}{r['peak_rss_mb']:>13.0f}")
-    print(f"eval loss (ragtune): first {ours['first_eval_loss']:.4f} -> last {ours['last_eval_loss']:.4f} "
-          f"(best {ours['best_eval_loss']:.4f})")
+    if ours:
+        print(f"eval loss (ragtune): first {ours['first_eval_loss']:.4f} -> last {ours['last_eval_loss']:.4f} "
+              f"(best {ours['best_eval_loss']:.4f}); 4-bit used: {ours['load_in_4bit']}")
     if result["tokens_per_s_ratio"]:
         print(f"tokens/s ratio ragtune / baseline: {result['tokens_per_s_ratio']:.2f}x")
     return 0

@@ -100,13 +100,17 @@ def load_jsonl(path: str | Path) -> list[Example]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"training data not found: {path}") from None
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e})") from e
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text ({e.reason} at byte {e.start} of the file)") from None
     examples, errors = [], []
-    for n, line in enumerate(text.splitlines(), start=1):
+    # split on "\n" only: str.splitlines() also splits on U+2028, U+0085, ... which JSON strings may hold
+    for n, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         where = f"{path}:{n}"
@@ -114,6 +118,9 @@ def load_jsonl(path: str | Path) -> list[Example]:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             errors.append(f"{where}: invalid JSON ({e.msg} at column {e.colno})")
+            continue
+        except RecursionError:
+            errors.append(f"{where}: invalid JSON (nested too deeply)")
             continue
         try:
             examples.append(Example(_row_to_messages(row, where), n))

@@ -36,6 +36,7 @@ import copy
 import difflib
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -671,14 +672,12 @@ class LoopTracker:
         self.client.set_model_version_tag(self.name, version, "generator", metrics["generator"])
         score = metrics["adapter"][self.metric]["mean"]
         current, current_score = None, None
-        try:
+        with contextlib.suppress(Exception):  # no champion yet
             mv = self.client.get_model_version_by_alias(self.name, "champion")
             current = mv.version
             current_score = float(mv.tags.get(f"eval_adapter_{self.metric}", "nan"))
-        except Exception:  # noqa: BLE001 - no champion yet
-            pass
-        promote = current is None or current == version or not (current_score == current_score) \
-            or score > current_score
+        # a champion without a score (or NaN) loses to any scored version
+        promote = current is None or current == version or math.isnan(current_score) or score > current_score
         if promote:
             self.client.set_registered_model_alias(self.name, "champion", version)
         result.update(champion=version if promote else current, promoted=promote,

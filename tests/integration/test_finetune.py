@@ -68,7 +68,7 @@ def _main(argv):
 FAST = ["batch_size=2", "max_seq_len=128", "logging_steps=1"]
 
 
-def test_train_tiny_llama_4bit_on_cpu(tiny_model, train_file, tmp_path, capsys):
+def test_train_tiny_llama_4bit_on_cpu(tiny_model, train_file, tmp_path, capsys, monkeypatch):
     out = tmp_path / ".ragtune" / "adapters" / "tiny"
     assert _main(["--base", tiny_model, "--data", train_file, "--output", out, "--max-steps", 4,
                   "--rank", 4, "eval_every=2", *FAST]) == 0
@@ -108,8 +108,9 @@ def test_train_tiny_llama_4bit_on_cpu(tiny_model, train_file, tmp_path, capsys):
     con.close()
     import mlflow
 
-    fetched = Path(mlflow.artifacts.download_artifacts(artifact_uri="models:/ragtune-adapter/1",
-                                                       tracking_uri=f"sqlite:///{db}"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")  # what hf:...+adapter:models:/NAME@ALIAS uses
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", f"sqlite:///{db}")
+    fetched = Path(mlflow.artifacts.download_artifacts(artifact_uri="models:/ragtune-adapter/1"))
     assert (fetched / "adapter_model.safetensors").exists() and not (fetched / "checkpoints").exists()
 
     from finetune.adapters import list_adapters
