@@ -136,15 +136,22 @@ def load_dataset(path: str | Path, *, limit: int | None = None) -> list[Example]
     problems: list[str] = []
     examples: list[Example] = []
     seen: dict[str, int] = {}
-    with path.open(encoding="utf-8-sig") as fh:
+    with path.open("rb") as fh:  # bytes, so a line that is not UTF-8 is reported by number
         for n, raw in enumerate(fh, 1):
-            text = raw.strip()
+            try:
+                text = raw.decode("utf-8-sig" if n == 1 else "utf-8").strip()
+            except UnicodeDecodeError as e:
+                problems.append(f"{path}:{n}: not UTF-8 text ({e.reason} at byte {e.start} of the line)")
+                continue
             if not text or text.startswith(("#", "//")):
                 continue
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as e:
                 problems.append(f"{path}:{n}: invalid JSON: {e.msg} (column {e.colno})")
+                continue
+            except RecursionError:
+                problems.append(f"{path}:{n}: invalid JSON: nested too deeply")
                 continue
             ex, errs = parse_example(obj, n)
             problems += [f"{path}:{n}: {err}" for err in errs]

@@ -122,6 +122,24 @@ def _parse(path: str, settings: IngestSettings) -> tuple[str, Any]:
         return "error", f"parser error: {e.__class__.__name__}: {str(e)[:200]}"
 
 
+def _exit_with(parent: int) -> None:
+    """Worker initializer: exit once the ingest process is gone. After a ``kill -9`` nothing else
+    ends a pool worker (it blocks on its task queue forever, and keeps the forkserver alive)."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except OSError:
+                pass  # exists, owned by someone else: keep going
+
+    threading.Thread(target=watch, name="ragtune-parent-watch", daemon=True).start()
+
+
 class _Parser:
     """Parses files ahead of the consumer, in a process pool when ``workers`` > 0."""
 
@@ -133,7 +151,8 @@ class _Parser:
         import multiprocessing as mp
 
         # forkserver: never fork a process that already runs torch threads.
-        return ProcessPoolExecutor(max_workers=self.settings.workers, mp_context=mp.get_context("forkserver"))
+        return ProcessPoolExecutor(max_workers=self.settings.workers, mp_context=mp.get_context("forkserver"),
+                                   initializer=_exit_with, initargs=(os.getpid(),))
 
     def _kill_pool(self) -> None:
         if self.pool is not None:
@@ -141,6 +160,16 @@ class _Parser:
                 proc.kill()
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None
+
+    def _submit(self, path: str) -> Future:
+        try:
+            return self.pool.submit(_parse, path, self.settings)
+        except BrokenProcessPool as e:
+            # A file queued earlier crashed the worker: that file is blamed when its turn comes,
+            # then the pool is rebuilt and this one is sent again.
+            fut: Future = Future()
+            fut.set_exception(e)
+            return fut
 
     def run(self, paths: list[str]) -> Iterator[tuple[str, tuple[str, Any]]]:
         if self.settings.workers == 0:
@@ -154,10 +183,10 @@ class _Parser:
             while todo or queue:
                 if self.pool is None:
                     self.pool = self._new_pool()
-                    queue = [(p, self.pool.submit(_parse, p, self.settings)) for p, _ in queue]
+                    queue = [(p, self._submit(p)) for p, _ in queue]
                 while todo and len(queue) < ahead:
                     p = todo.pop(0)
-                    queue.append((p, self.pool.submit(_parse, p, self.settings)))
+                    queue.append((p, self._submit(p)))
                 path, fut = queue.pop(0)
                 try:
                     yield path, fut.result(timeout=self.settings.file_timeout_s)
@@ -201,11 +230,12 @@ class Ingestor:
             rel = rel or path.relative_to(root).as_posix()
         except ValueError:
             rel = path.name
-        for candidate in (rel, f"{root.resolve().name}/{rel}", str(path.resolve())):
+        real = _realpath(path)
+        for candidate in (rel, f"{Path(_realpath(root)).name}/{rel}", real):
             owner = taken.get(candidate)
-            if owner is None or owner == str(path.resolve()):
+            if owner is None or owner == real:
                 return candidate
-        return str(path.resolve())
+        return real
 
     def run(self, paths: Iterable[str | Path], *, on_file: Callable[[FileReport], None] | None = None) -> IngestResult:
         t0 = time.perf_counter()
@@ -218,11 +248,11 @@ class Ingestor:
         self._parse_fp = parse_fingerprint(self.settings, embedder_id)
         entries = {e.path: e for e in self.manifest.entries()}
         taken = {e.source: e.path for e in entries.values()}
-        roots = [Path(p).expanduser().resolve() for p in paths]
+        roots = [Path(_realpath(Path(p).expanduser())) for p in paths]
         found: list[tuple[Path, str, Entry | None]] = []
         seen: set[str] = set()
         for path, root in walk(paths):
-            real = str(path.resolve())
+            real = _realpath(path)
             if real in seen:
                 continue
             seen.add(real)
@@ -387,6 +417,12 @@ def _refit(pieces: list[TextPiece], doc, settings: IngestSettings, emb) -> list[
         return pieces
     return split_document(doc, settings.chunk_size, settings.chunk_overlap,
                           max_tokens=emb.max_tokens, count_tokens=emb.count_tokens)
+
+
+def _realpath(path: Path) -> str:
+    """``path.resolve()`` without its RuntimeError on a symlink loop (the stat that follows fails
+    with a one-line reason instead, and only that file is reported)."""
+    return os.path.realpath(path)
 
 
 def _is_under(path: Path, root: Path) -> bool:

@@ -233,8 +233,9 @@ def create_app(rag: Any, *, ingest_root: str | Path | None = None) -> FastAPI:
     @app.post("/ingest/upload")
     async def upload(request: Request, filename: str):
         name = Path(filename.replace("\\", "/")).name
-        if not name or name.startswith(".") or not re.fullmatch(r"[\w.\- ()]+", name):
-            raise HTTPException(400, f"bad file name '{filename}' (letters, digits, '.', '-', '_' only)")
+        if not name or name.startswith(".") or not re.fullmatch(r"[\w.\- ()]{1,200}", name):
+            raise HTTPException(400, f"bad file name '{filename[:200]}' (letters, digits, '.', '-', '_' only; "
+                                     "at most 200 characters)")
         data = await request.body()
         if not data:
             raise HTTPException(422, "empty upload")

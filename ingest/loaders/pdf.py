@@ -82,7 +82,12 @@ def load_pdf(path: Path, settings: IngestSettings) -> Document:
             total = len(pdf)
             candidates: list[int] = []
             for i in range(min(total, settings.max_pages)):
-                page = pdf[i]
+                try:
+                    page = pdf[i]
+                except Exception as e:  # noqa: BLE001 - a damaged page object loses that page only
+                    warnings.append(f"page {i + 1}: cannot be loaded ({e})")
+                    texts.append("")
+                    continue
                 try:
                     text = _page_text(page)
                     if settings.ocr == "force" or (len(text.strip()) < MIN_PAGE_CHARS and not ocr_reason

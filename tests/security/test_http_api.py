@@ -1,0 +1,138 @@
+"""The HTTP API's exposure, beyond tests/integration/test_server.py and
+tests/unit/rag/test_server_unit.py (413 on /ask, /ingest traversal by path and symlink, upload
+name with a directory part):
+
+- ``python -m rag serve`` really listens on 127.0.0.1 only (read from /proc/net/tcp), and says so
+  loudly when told to bind elsewhere;
+- the body limit also guards the upload and chat endpoints, chunked or not;
+- upload names that try to escape the uploads folder never write outside it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.reliability._helpers import hash_rag
+
+pytest.importorskip("fastapi")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listen_addresses(port: int) -> set[str]:
+    """Local addresses of LISTEN sockets on ``port`` (IPv4 and IPv6), from /proc/net/tcp*."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            addr, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                if len(addr) == 8:
+                    found.add(socket.inet_ntop(socket.AF_INET, bytes.fromhex(addr)[::-1]))
+                else:
+                    words = [bytes.fromhex(addr[i:i + 8])[::-1] for i in range(0, 32, 8)]
+                    found.add(socket.inet_ntop(socket.AF_INET6, b"".join(words)))
+    return found
+
+
+@pytest.mark.slow
+def test_serve_listens_on_loopback_only_by_default(tmp_path):
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("needs /proc/net/tcp (Linux) to read the listening address")
+    port = _free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAGTUNE_")}, "PYTHONPATH": str(ROOT),
+           "RAGTUNE_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.Popen([sys.executable, "-m", "rag", "serve", "--port", str(port)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-1500:]
+                time.sleep(0.2)
+        assert _listen_addresses(port) == {"127.0.0.1"}
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert f"serving on http://127.0.0.1:{port}" in err and "warning" not in err
+
+
+def test_binding_elsewhere_warns(monkeypatch, capsys):
+    import uvicorn
+
+    from rag.__main__ import main as rag_main
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: seen.update(host=host, port=port))
+    assert rag_main(["serve"]) == 0
+    assert seen == {"host": "127.0.0.1", "port": 8000} and "warning" not in capsys.readouterr().err
+    assert rag_main(["serve", "--host", "0.0.0.0"]) == 0
+    assert seen["host"] == "0.0.0.0" and "warning: listening on 0.0.0.0" in capsys.readouterr().err
+
+
+@pytest.fixture
+def client(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from rag.server import create_app
+
+    root = tmp_path / "root"
+    root.mkdir()
+    rag = hash_rag(server={"max_request_bytes": 50_000})
+    with TestClient(create_app(rag, ingest_root=root)) as c:
+        yield c, rag, tmp_path
+    rag.close()
+
+
+def test_body_limit_guards_upload_and_chat(client):
+    c, rag, _ = client
+    big = b"a" * 60_000
+    r = c.post("/ingest/upload", params={"filename": "big.txt"}, content=big)
+    assert r.status_code == 413
+    r = c.post("/ingest/upload", params={"filename": "big.txt"}, content=iter([big[:30_000], big[30_000:]]))
+    assert r.status_code == 413                                    # chunked: counted as it arrives
+    assert not (rag.settings.data_dir / "uploads" / "big.txt").exists()
+    r = c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x" * 60_000}]})
+    assert r.status_code == 413
+
+
+@pytest.mark.parametrize("name", ["../../evil.txt", "..\\..\\evil.txt", "/tmp/evil.txt", "uploads/../../evil.txt",
+                                  "C:\\Windows\\evil.txt", "%2e%2e%2fevil.txt", "....//evil.txt"])
+def test_upload_names_cannot_escape_the_uploads_folder(client, name):
+    c, rag, tmp_path = client
+    before = {p for p in tmp_path.rglob("*")}
+    r = c.post("/ingest/upload", params={"filename": name}, content=b"Escaped text about the harbour master.\n")
+    created = {p for p in tmp_path.rglob("*")} - before
+    uploads = (rag.settings.data_dir / "uploads").resolve()
+    written = [p for p in created if p.is_file() and p.suffix == ".txt"]
+    assert all(p.resolve().parent == uploads for p in written), written
+    assert not Path("/tmp/evil.txt").exists() or Path("/tmp/evil.txt").stat().st_mtime < time.time() - 60
+    assert r.status_code in (200, 400), r.text
+    if r.status_code == 200:
+        assert "/" not in r.json()["file"] and "\\" not in r.json()["file"]
+
+
+@pytest.mark.parametrize("name", ["evil\x00.txt", ".env", "", "a" * 300 + "/"])
+def test_hostile_upload_names_are_refused(client, name):
+    c, _, _ = client
+    assert c.post("/ingest/upload", params={"filename": name}, content=b"x").status_code == 400
