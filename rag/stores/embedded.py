@@ -319,9 +319,11 @@ class EmbeddedStore:
         if not ivf:
             self._new_flat(dim)
         else:
-            # ~4*sqrt(n) lists; train on a sample of 40 points per list (plenty for k-means).
-            nlist = int(min(8192, max(256, 4 * np.sqrt(n))))
-            sample_n = min(n, nlist * 40)
+            # ~2*sqrt(n) lists trained on 30 points each: k-means cost grows with lists x sample,
+            # and at 1M chunks this keeps the build well under a minute on 2 cores while
+            # nprobe=48 still scans only ~2.4% of the vectors (recall@10 >= 0.95, bench/store_bench.py).
+            nlist = int(min(8192, max(256, 2 * np.sqrt(n))))
+            sample_n = min(n, nlist * 30)
             step = max(1, n // sample_n)
             rows = self.db.execute("SELECT vec FROM chunks WHERE rowid % ? = 0 LIMIT ?", (step, sample_n)).fetchall()
             sample = np.vstack([np.frombuffer(r[0], dtype=np.float32) for r in rows])
