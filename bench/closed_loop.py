@@ -34,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", type=Path, default=Path("/tmp/ragtune-closed-loop"), help="pipeline folder + data dir")
     p.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--test-docs", default=",".join(TEST_DOCS), help="held-out articles (comma-separated)")
-    p.add_argument("--n-test", type=int, default=100, help="SQuAD questions sampled from the held-out articles")
-    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--n-test", type=int, default=80, help="SQuAD questions sampled from the held-out articles")
+    p.add_argument("--steps", type=int, default=40)
     p.add_argument("--k", type=int, default=2, help="passages in the prompt (training and eval)")
     p.add_argument("--chunk-size", type=int, default=700)
     p.add_argument("--max-seq-len", type=int, default=640)
@@ -106,14 +106,15 @@ def render(r: dict) -> str:
     lines = [
         "# Closed loop on SQuAD: base SmolLM2 vs base + loop-trained adapter",
         "",
-        "Made by `bench/closed_loop.py` (`finetune.loop` on the ten SQuAD v1.1 dev articles in "
+        ("Made by `bench/closed_loop.py` (`finetune.loop` on the ten SQuAD v1.1 dev articles in "
         "`shared/data/squad`). Training questions were synthesised by the "
-        f"**{synth['generator']}** generator (no LLM) from the training articles; the test questions are the "
+        f"**{synth['generator']}** generator{' (no LLM)' if synth['generator'] == 'extractive' else ''} from the "
+        "training articles; the test questions are the "
         f"**human-written SQuAD questions** of held-out articles ({', '.join(split['test']['documents'])}), "
         f"{m['n']} sampled (seed 0). Both models answer in the same chain with the same "
         f"retrieved passages (k={m['k']}, {m['retrieval_mode']}) and prompt; `[n]` citation markers are "
         "removed before scoring. 95% percentile-bootstrap intervals over questions; the gain is the paired "
-        "bootstrap of adapter minus base.",
+        "bootstrap of adapter minus base."),
         "",
         "| model | EM | F1 |",
         "| --- | --- | --- |",
@@ -125,23 +126,23 @@ def render(r: dict) -> str:
         "",
         f"**Is the F1 gain supported?** {'Yes' if supported else 'No'}: the 95% interval of the paired F1 "
         f"difference is [{g['f1']['ci_low']:+.3f}, {g['f1']['ci_high']:+.3f}]"
-        + (", entirely above 0." if supported else ", which includes 0.") ,
+        + (", entirely above 0." if supported else ", which includes 0."),
         "",
         "## Setting",
         "",
-        f"- Synthesis: {synth['chunks']} chunks, {synth['candidates']} candidate questions, **{synth['kept']} kept**, "
-        f"dropped by reason: {', '.join(f'{k} {v}' for k, v in synth['dropped'].items()) or 'none'}.",
-        f"- Split by article: train {split['train']['questions']} questions from {len(split['train']['documents'])} "
+        (f"- Synthesis: {synth['chunks']} chunks, {synth['candidates']} candidate questions, **{synth['kept']} kept**, "
+        f"dropped by reason: {', '.join(f'{k} {v}' for k, v in synth['dropped'].items()) or 'none'}."),
+        (f"- Split by article: train {split['train']['questions']} questions from {len(split['train']['documents'])} "
         f"articles, val {split['val']['questions']} ({', '.join(split['val']['documents'])}), synthesised test "
-        f"{split['test']['questions']} (not used: the SQuAD questions are the test set).",
-        f"- QLoRA: base {ft['base']}, {ft['steps']} steps, batch {p['finetune']['batch_size']}, "
+        f"{split['test']['questions']} (not used: the SQuAD questions are the test set)."),
+        (f"- QLoRA: base {ft['base']}, {ft['steps']} steps, batch {p['finetune']['batch_size']}, "
         f"max_seq_len {p['finetune']['max_seq_len']}, rank {p['finetune']['rank']}, lr {p['finetune']['lr']}; "
         f"train loss {ft['train_loss']:.3f}, val loss {ft['first_eval_loss']:.3f} -> best {ft['best_eval_loss']:.3f}; "
-        f"{ft['s_per_step']:.1f} s/step.",
-        f"- Eval: max_new_tokens {p['eval']['max_new_tokens']}, greedy, "
-        f"chunk size {p['ingest']['chunk_size']}, 1 CPU thread.",
-        f"- Time per stage (s): {', '.join(f'{k} {v:.0f}' for k, v in r['stage_seconds'].items())}; "
-        f"{r['minutes']} min for this invocation on a shared 2-core CPU (load average 5-8 from other work).",
+        f"{ft['s_per_step']:.1f} s/step."),
+        (f"- Eval: max_new_tokens {p['eval']['max_new_tokens']}, greedy, "
+        f"chunk size {p['ingest']['chunk_size']}, 1 CPU thread."),
+        (f"- Time per stage (s): {', '.join(f'{k} {v:.0f}' for k, v in r['stage_seconds'].items())}; "
+        f"{r['minutes']} min for this invocation on a shared 2-core CPU (load average 5-8 from other work)."),
         "",
     ]
     return "\n".join(lines) + "\n"

@@ -518,6 +518,8 @@ def stage_eval(params: dict[str, Any], paths: Paths, ctx: dict[str, Any]) -> dic
     ep, rp = params["eval"], params["retrieval"]
     k, mode = rp["k"], rp["mode"]
     examples, leaked = _test_examples(params, paths)
+    if not examples:
+        raise DataError("no test questions: the test documents yielded none (add documents or set split.test_docs)")
     if leaked:
         _log(f"warning: {leaked} test question(s) come from documents used in training")
     base = str(params["finetune"].get("base") or "smollm2")
@@ -674,7 +676,7 @@ class LoopTracker:
         current, current_score = None, None
         with contextlib.suppress(Exception):  # no champion yet
             mv = self.client.get_model_version_by_alias(self.name, "champion")
-            current = mv.version
+            current = str(mv.version)
             current_score = float(mv.tags.get(f"eval_adapter_{self.metric}", "nan"))
         # a champion without a score (or NaN) loses to any scored version
         promote = current is None or current == version or math.isnan(current_score) or score > current_score

@@ -82,7 +82,7 @@ def test_loop_end_to_end_resume_and_champion(sample_dir, tmp_path, capsys):
     uri = f"sqlite:///{(tmp_path / '.ragtune' / 'mlflow.db').resolve()}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     mv = client.get_model_version_by_alias("loop-test-adapter", "champion")
-    assert mv.version == registry["version"]
+    assert str(mv.version) == registry["version"]
     assert "eval_adapter_f1" in mv.tags and "eval_base_f1" in mv.tags
     parent = registry["parent_run_id"]
     exp = client.get_experiment_by_name("ragtune-loop")
@@ -152,7 +152,7 @@ def test_dvc_repro_runs_the_same_stages_once(sample_dir, tmp_path):
            "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(ROOT)}
 
     def dvc_run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([dvc, *args], cwd=work, env=env, capture_output=True, text=True, timeout=900)
+        return subprocess.run([dvc, *args], check=False, cwd=work, env=env, capture_output=True, text=True, timeout=900)
 
     assert dvc_run("init", "--no-scm").returncode == 0
     first = dvc_run("repro")
@@ -168,3 +168,48 @@ def test_dvc_repro_runs_the_same_stages_once(sample_dir, tmp_path):
 
     shown = dvc_run("metrics", "show", "--json")
     assert shown.returncode == 0 and "adapter" in shown.stdout
+
+
+def test_synthesise_filter_with_an_llm_generator(tmp_path, monkeypatch):
+    """The LLM generator path and every filter reason, without models: chunks and replies are canned."""
+    from finetune import loop, synth
+    from rag.types import Chunk
+
+    chunks = [Chunk(f"c{i}", text, f"{doc}.pdf", 1) for i, (doc, text) in enumerate([
+        ("Acme_Widget", "The Acme Widget weighs 140 grams and runs for 18 months."),
+        ("Acme_Widget", "Refunds are accepted within 30 days of delivery."),
+        ("Tides", "Spring tides happen twice a month, near new and full moon."),
+        ("Tides", "Neap tides are the weakest tides."),
+        ("Tides", "Tides are driven by the Moon."),
+        ("Tides", "The Moon orbits the Earth."),
+    ])]
+    replies = {
+        "c0": {"question": "How much does it weigh?", "answer": "140 grams"},             # kept (or c1) ...
+        "c1": {"question": "How much does it weigh?", "answer": "30 days"},               # ... the other a duplicate
+        "c2": {"question": "When do spring tides happen?", "answer": "every Tuesday"},     # not grounded
+        "c3": {"question": "What is this document about?", "answer": "Tides"},            # answer in title
+        "c4": {"question": "Tides are driven by what? #", "answer": "the Moon"},          # malformed question
+        "c5": "no JSON here",                                                              # no question
+    }
+    current = {}
+
+    def fake_llm(prompt: str) -> str:
+        reply = replies[current["id"]]
+        return reply if isinstance(reply, str) else json.dumps(reply)
+
+    class Gen(synth.LLMGenerator):
+        def __call__(self, text, source=""):
+            current["id"] = next(c.id for c in chunks if c.text == text)
+            return super().__call__(text, source)
+
+    monkeypatch.setattr(synth, "_read_chunks", lambda uri, limit: list(chunks))
+    monkeypatch.setattr(loop, "_make_generator", lambda spec: Gen(fake_llm))
+    params = loop.load_params(None, ["synthesise.generator=openai:fake"], docs=str(tmp_path), out=str(tmp_path / "o"))
+    paths = loop.Paths(params["out"])
+    assert loop.stage_synthesise(params, paths, {}) == {"kept": 1, "dropped": 5}
+    report = json.loads(paths.synth_report.read_text())
+    assert report["generator"] == "openai:fake"
+    assert report["dropped"] == {"answer_in_title": 1, "duplicate_question": 1, "malformed_question": 1,
+                                 "no_question": 1, "not_grounded": 1}
+    (row,) = map(json.loads, paths.qa.read_text().splitlines())
+    assert row["answer"] in {"140 grams", "30 days"} and row["source"] == "Acme_Widget.pdf"  # the other: a duplicate
