@@ -21,6 +21,9 @@ def test_metrics():
 
 
 def test_embedder_section_renders(tmp_path, monkeypatch):
+    from tests.conftest import shared
+
+    shared("scifact", "corpus.jsonl")  # the section embeds SciFact texts: skip with a reason without them
     monkeypatch.setattr(embedder_bench, "CONFIGS", {"float32 b64 (old default)": ("float32", 64, 0),
                                                     "bfloat16 b64": ("bfloat16", 64, 0)})
     section = embedder_bench.bench(n_texts=4, rounds=1, log=lambda m: None)
