@@ -251,8 +251,11 @@ def _continues(prev: Table | None, table: Table) -> bool:
 
 def extract_tables(path: Path, pages: list[int], password: str | None = None) -> dict[int, list[Table]]:
     """Tables on the given 1-based pages, top to bottom; pages without a real table are left out."""
+    import logging
+
     import pdfplumber
 
+    logging.getLogger("pdfminer").setLevel(logging.ERROR)  # font-descriptor chatter is not for users
     found: dict[int, list[Table]] = {}
     prev: Table | None = None
     with pdfplumber.open(str(path), pages=pages, password=password or None) as pdf:

@@ -22,7 +22,6 @@ LOADERS: dict[str, str] = {
     ".html": "ingest.loaders.html:load_html",
     ".htm": "ingest.loaders.html:load_html",
     ".csv": "ingest.loaders.csv:load_csv",
-    ".tsv": "ingest.loaders.csv:load_csv",
 }
 
 
