@@ -2,14 +2,16 @@
 
     python bench/fuzz_pdf.py --seconds 120                 # what was run for docs/reliability.md
     python bench/fuzz_pdf.py --seconds 600 --seed 3 --max-seed-kb 200
+    python bench/fuzz_pdf.py --engine atheris --seconds 300          # coverage-guided (pip install atheris)
 
 Seeds are the small PDFs of ../shared/data/pdfs and data/sample plus the hand-written hostile
 ones of tests/reliability/hostile.py. Each input is a seeded random mutation (bit flips,
 "interesting" numbers, PDF tokens such as ``<<`` / ``R`` / ``/Length 99999999`` inserted, byte
 ranges deleted, duplicated or spliced from another seed, truncation) parsed by the real
 pipeline's parser (``ingest.pipeline._Parser``: ``_parse`` in a worker process with a timeout),
-with OCR off. atheris is not used: it needs a network install and a libFuzzer build; these
-mutations are structure-aware enough to reach PDFium's and pypdf's repair paths.
+with OCR off. ``--engine atheris`` runs coverage-guided libFuzzer (``pip install atheris``) over
+``ingest.loaders.pdf.load_pdf`` in-process instead (a crash there ends the fuzzer, not just a
+worker, so the default engine is the one that keeps going).
 
 A finding is an input that
 - kills the worker (``crash``: PDFium segfault, abort, out-of-memory kill),
@@ -17,7 +19,7 @@ A finding is an input that
 - raises an exception the loader does not turn into a one-line reason (``unhandled``: the
   pipeline still fails just that file, as "parser error: ..."), or
 - yields a reason that is not one line (``badreason``).
-Findings are saved to tests/reliability/corpus/KIND-SHA12.pdf, and
+Findings are saved to tests/reliability/corpus/KIND-SHA12.pdf (atheris: atheris-KIND-SHA1), and
 tests/reliability/test_fuzz_corpus.py replays every file there on each test run.
 """
 
@@ -151,6 +153,46 @@ def run(seconds: float, seed: int, timeout: float, max_kb: int, batch: int = 16,
             "findings": findings}
 
 
+def run_atheris(seconds: float, seed: int, timeout: float, max_kb: int) -> int:
+    """Coverage-guided fuzzing with atheris (libFuzzer) over ``load_pdf`` in this process.
+
+    pypdf, pdfplumber/pdfminer and ``ingest.loaders`` are instrumented (PDFium is C and is not).
+    An input that raises anything but ``LoadError``, crashes, or runs past ``timeout`` is written
+    to tests/reliability/corpus/atheris-{crash,timeout,oom}-SHA1 by libFuzzer, and the run stops.
+    """
+    import atheris
+
+    with atheris.instrument_imports(include=["pypdf", "pdfminer", "pdfplumber", "ingest"]):
+        import pdfminer  # noqa: F401
+        import pypdf  # noqa: F401
+
+        from ingest.loaders import LoadError
+        from ingest.loaders.pdf import load_pdf
+    from rag.settings import IngestSettings
+
+    settings = IngestSettings(ocr="off", max_pages=50)
+    work = Path(tempfile.mkdtemp(prefix="ragtune-atheris-"))
+    seed_dir = work / "seeds"
+    seed_dir.mkdir()
+    for i, (_, data) in enumerate(seeds(max_kb)):
+        (seed_dir / f"seed{i:03d}.pdf").write_bytes(data)
+    target = work / "input.pdf"
+    CORPUS.mkdir(parents=True, exist_ok=True)
+
+    def one_input(data: bytes) -> None:
+        target.write_bytes(data)
+        try:
+            load_pdf(target, settings)
+        except LoadError:
+            pass
+
+    atheris.Setup([sys.argv[0], f"-max_total_time={int(seconds)}", f"-timeout={int(timeout)}", f"-seed={seed + 1}",
+                   f"-max_len={max_kb * 1024}", "-rss_limit_mb=4096", f"-artifact_prefix={CORPUS}/atheris-",
+                   "-print_final_stats=1", str(seed_dir)], one_input)
+    atheris.Fuzz()  # exits the process when the time is up or on the first finding
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -160,8 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-seed-kb", type=int, default=120, help="seed PDFs up to this size (default 120)")
     p.add_argument("--inputs", type=int, help="stop after this many inputs (default: only the time limit)")
     p.add_argument("--no-save", action="store_true", help="do not write findings to tests/reliability/corpus/")
+    p.add_argument("--engine", choices=["mutate", "atheris"], default="mutate",
+                   help="mutate: seeded mutations through the pipeline's parser worker (default); atheris: "
+                        "coverage-guided libFuzzer in-process (pip install atheris), stops at the first finding")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    if args.engine == "atheris":
+        return run_atheris(args.seconds, args.seed, args.timeout, args.max_seed_kb)
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
     out = run(args.seconds, args.seed, args.timeout, args.max_seed_kb, save=not args.no_save, log=log,
               max_inputs=args.inputs)

@@ -3,9 +3,11 @@
     python bench/kill_soak.py                      # 20 trials over a small corpus, real MiniLM
     python bench/kill_soak.py --trials 50 --seed 7 --json
 
-Each trial starts ``python -m ingest DOCS --data-dir D`` into a fresh data dir and SIGKILLs it
-after a random delay (uniform over a clean run's duration, so start-up, parsing, embedding and
-writing are all hit); a third of the trials kill the restarted run a second time. Half the
+Each trial starts ``python -m ingest DOCS --data-dir D`` into a fresh data dir and SIGKILLs it:
+a third of the kills after a random delay (uniform over a clean run's duration, so start-up,
+parsing and embedding are hit), the rest once a random number of files is recorded done plus up
+to 300 ms (so the kill lands among the store writes); a third of the trials kill the restarted
+run a second time. Half the
 trials start with the embedding cache of the clean run (then the kill lands among the store
 writes more often), half cold. After the kills, one more run must exit 0, and:
 
@@ -153,20 +155,32 @@ def run(trials: int, seed: int, n_files: int, log=print) -> dict:
         n_kills = 2 if rng.random() < 1 / 3 else 1
         at = []
         for _ in range(n_kills):
-            delay = rng.uniform(0.05, 1.05) * (warm_s if warm else cold_s)
             data.mkdir(parents=True, exist_ok=True)
             # cwd = the trial's folder, so its worker processes can be found by it (leftovers())
             proc = subprocess.Popen(_cmd(docs, data), env=env, cwd=data, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
-            try:
-                proc.wait(delay)
-                state = "finished before the kill"
-            except subprocess.TimeoutExpired:
-                done, other = manifest_state(data)
+            t_start = time.monotonic()
+            if rng.random() < 1 / 3:
+                # anywhere in the run: start-up, parsing, embedding, writing
+                how = "at random"
+                deadline = t_start + rng.uniform(0.05, 1.0) * (warm_s if warm else cold_s)
+                while time.monotonic() < deadline and proc.poll() is None:
+                    time.sleep(0.01)
+            else:
+                # among the writes: once a random number of files is done, plus up to 300 ms
+                target = rng.randrange(0, n_files + 2)
+                how = f"after {target} done"
+                while manifest_state(data)[0] < target and proc.poll() is None:
+                    time.sleep(0.005)
+                time.sleep(rng.uniform(0, 0.3))
+            done_rows, other = manifest_state(data)
+            if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
                 kills += 1
-                state = f"{delay:.1f}s: {done} done, {other} pending"
+                state = f"{how}, {time.monotonic() - t_start:.1f}s: {done_rows} done, {other} pending"
+            else:
+                state = "finished before the kill"
             at.append(state)
         done = subprocess.run(_cmd(docs, data), env=env, cwd=data, capture_output=True, text=True, timeout=900,
                               check=False)
@@ -191,7 +205,7 @@ def run(trials: int, seed: int, n_files: int, log=print) -> dict:
         shutil.rmtree(data, ignore_errors=True)
     shutil.rmtree(tmp, ignore_errors=True)
     failed = [r for r in rows if r["problems"]]
-    hit_writes = sum(1 for r in rows for k in r["kills"] if "pending" in k and not k.endswith(", 0 pending"))
+    hit_writes = sum(1 for r in rows for k in r["kills"] if k.endswith("pending") and not k.endswith(" 0 pending"))
     return {"trials": trials, "kills": kills, "kills_with_a_file_pending": hit_writes, "failed_trials": len(failed),
             "chunks": len(want), "files": n_files + 2, "rows": rows}
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -95,6 +96,27 @@ def slow_parse(path: str, settings):
     if "slow" in path.rsplit("/", 1)[-1]:
         time.sleep(600)
     return _parse(path, settings)
+
+
+def tiny_llama_dir() -> Path:
+    """A random 2-layer LLaMA with the SmolLM2 tokenizer, built once per machine and kept under the
+    temp folder (converting the GGUF tokenizer takes ~15 s; tests only read the folder)."""
+    import os
+    import shutil
+    import tempfile
+
+    import transformers
+
+    cache = Path(tempfile.gettempdir()) / f"ragtune-tiny-llama-v1-tf{transformers.__version__}"
+    if (cache / "model.safetensors").exists() and (cache / "tokenizer.json").exists():
+        return cache
+    build = Path(tempfile.mkdtemp(prefix="ragtune-tiny-llama-build-"))
+    tiny_llama(build)
+    try:
+        os.rename(build, cache)           # atomic: a concurrent builder's copy wins, ours is dropped
+    except OSError:
+        shutil.rmtree(build, ignore_errors=True)
+    return cache
 
 
 def tiny_llama(path) -> None:

@@ -24,12 +24,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    from tests.reliability._helpers import tiny_llama
+def tiny_model() -> Path:
+    from tests.reliability._helpers import tiny_llama_dir
 
-    path = tmp_path_factory.mktemp("tiny-llama-curve")
-    tiny_llama(path)
-    return path
+    return tiny_llama_dir()
 
 
 @pytest.fixture

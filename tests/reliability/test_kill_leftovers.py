@@ -55,7 +55,7 @@ def _run_and_kill(tmp_path: Path, busy: bool) -> None:
         deadline = time.monotonic() + 60
         if not busy:
             assert proc.stdout.readline().strip() == b"ok"
-        while len(_mentioning(str(marker))) < 2:    # the forkserver and its worker are up
+        while len(_mentioning(str(marker))) < 3:    # this script, the forkserver and its worker
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.1)
         time.sleep(0.5)

@@ -140,7 +140,7 @@ def test_slow_server_hits_the_timeout(server):
         llm.generate(MSGS)
     took = time.monotonic() - t0
     assert KEY not in str(e.value) and server.hits == 2
-    assert 2.0 <= took < 10, f"two 1 s attempts plus backoff, took {took:.1f} s"
+    assert 2.0 <= took < 20, f"two 1 s attempts plus backoff, took {took:.1f} s"
 
 
 @pytest.mark.parametrize("server", [dies_mid_stream], indirect=True)

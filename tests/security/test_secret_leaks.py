@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability._helpers import register_hash_embedder, tiny_llama
+from tests.reliability._helpers import register_hash_embedder, tiny_llama_dir
 
 OPENAI_KEY = "sk-test-PLANTED-openai-4c1d2e3f"
 PINECONE_KEY = "pcsk_PLANTED-pinecone-9a8b7c"
@@ -110,8 +110,7 @@ def test_no_cli_output_log_or_file_holds_a_planted_secret(tmp_path, monkeypatch,
     codes["eval llm"] = eval_main([str(ref), "--llm", "openai:gpt-test", "--out", str(tmp_path / "eval-llm"),
                                    "--track", "--bootstrap", "10"])
 
-    base = tmp_path / "tiny"
-    tiny_llama(base)
+    base = tiny_llama_dir()
     train = tmp_path / "train.jsonl"
     train.write_text("\n".join(json.dumps({"instruction": f"Who keeps lighthouse {i}?", "output": "Abernathy."})
                                for i in range(8)) + "\n")
