@@ -186,6 +186,10 @@ def run_atheris(seconds: float, seed: int, timeout: float, max_kb: int) -> int:
         except LoadError:
             pass
 
+    import atexit
+    import shutil
+
+    atexit.register(shutil.rmtree, work, True)
     atheris.Setup([sys.argv[0], f"-max_total_time={int(seconds)}", f"-timeout={int(timeout)}", f"-seed={seed + 1}",
                    f"-max_len={max_kb * 1024}", "-rss_limit_mb=4096", f"-artifact_prefix={CORPUS}/atheris-",
                    "-print_final_stats=1", str(seed_dir)], one_input)

@@ -278,6 +278,10 @@ def run(threads: int = 8, requests: int = 50, docs: int = 40, extra_docs: int = 
         problems.append(f"{len(torn)} sources that do not match a stored chunk")
     final_files = len(store.sources())
     store.close()
+    if workdir is None:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
     if final_files != docs + extra_docs:
         problems.append(f"store holds {final_files} files, expected {docs + extra_docs}")
 
