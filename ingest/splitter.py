@@ -37,14 +37,71 @@ def _splitter(chunk_size: int, chunk_overlap: int):
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
     return RecursiveCharacterTextSplitter(chunk_size=chunk_size, chunk_overlap=min(chunk_overlap, chunk_size // 2),
-                                          separators=SEPARATORS, keep_separator="end", add_start_index=True,
+                                          separators=SEPARATORS, keep_separator="end",
                                           strip_whitespace=True)
 
 
 def split_text(text: str, chunk_size: int = 1000, chunk_overlap: int = 200) -> list[tuple[str, int]]:
     """Split one text; returns (chunk, start offset) pairs in order."""
-    docs = _splitter(chunk_size, chunk_overlap).create_documents([text])
-    return [(d.page_content, d.metadata["start_index"]) for d in docs if d.page_content.strip()]
+    overlap = min(chunk_overlap, chunk_size // 2)
+    chunks = [c for c in _splitter(chunk_size, chunk_overlap).split_text(text) if c.strip()]
+    return list(zip(chunks, _offsets(text, chunks, overlap)))
+
+
+def _offsets(text: str, chunks: list[str], overlap: int) -> list[int]:
+    """Where each chunk sits in ``text``.
+
+    LangChain's ``add_start_index`` searches from a guessed offset and can land inside an earlier
+    repeat of a chunk in repetitive text. A chunk re-uses at most ``overlap`` characters of the
+    previous one and always reaches past its end, so search forward from there; if that alignment
+    still leaves text uncovered (only in highly repetitive text), backtrack over the occurrences.
+    """
+    starts, prev_start, prev_end = [], -1, 0
+    for chunk in chunks:
+        # ...and always reaches past the previous chunk's end (it adds at least one new split).
+        start = text.find(chunk, max(prev_start + 1, prev_end - overlap, prev_end - len(chunk) + 1))
+        if start < 0:
+            start = max(0, text.find(chunk, prev_start + 1))
+        starts.append(start)
+        prev_start, prev_end = start, start + len(chunk)
+    if _covers(text, chunks, starts):
+        return starts
+    exact = _search(text, chunks, overlap)
+    return exact if exact is not None else starts
+
+
+def _search(text: str, chunks: list[str], overlap: int, budget: int = 20_000) -> list[int] | None:
+    """Backtracking alignment for repetitive text: in order, no uncovered text between chunks."""
+    out: list[int] = []
+    steps = 0
+
+    def place(i: int, pos: int, prev_start: int) -> bool:
+        nonlocal steps
+        if i == len(chunks):
+            return not text[pos:].strip()
+        lo = max(prev_start + 1, pos - overlap) if i else 0
+        start = text.find(chunks[i], lo)
+        while start >= 0 and not text[pos:start].strip():
+            steps += 1
+            if steps > budget:
+                return False
+            out.append(start)
+            if place(i + 1, max(pos, start + len(chunks[i])), start):
+                return True
+            out.pop()
+            start = text.find(chunks[i], start + 1)
+        return False
+
+    return out if place(0, 0, -1) else None
+
+
+def _covers(text: str, chunks: list[str], starts: list[int]) -> bool:
+    pos = 0
+    for chunk, start in zip(chunks, starts):
+        if text[pos:start].strip():
+            return False
+        pos = max(pos, start + len(chunk))
+    return not text[pos:].strip()
 
 
 def split_document(doc: Document, chunk_size: int = 1000, chunk_overlap: int = 200,
