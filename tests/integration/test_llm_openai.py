@@ -76,9 +76,11 @@ def test_chain_over_openai_backend(llama_server):
     from rag import chain
     from rag.types import Hit
 
-    llm = open_llm("openai:smollm2", fast(), env={"OPENAI_BASE_URL": llama_server})
+    # A real generation: allow for a loaded CI machine (the error-path tests keep short timeouts).
+    slow_ok = fast(timeout_s=60)
+    llm = open_llm("openai:smollm2", slow_ok, env={"OPENAI_BASE_URL": llama_server})
     hits = [Hit("a", "The Eiffel Tower was completed in 1889.", "eiffel.txt", 1, 0.9)]
-    a = chain.answer("When was the Eiffel Tower completed?", retrieve=lambda q: hits, llm=llm, settings=fast())
+    a = chain.answer("When was the Eiffel Tower completed?", retrieve=lambda q: hits, llm=llm, settings=slow_ok)
     assert "1889" in a.text and a.sources[0].source == "eiffel.txt"
 
 
