@@ -64,7 +64,7 @@ def llama_server():
 
 
 def test_generate_and_stream_against_llama_cpp_server(llama_server):
-    llm = open_llm("openai:smollm2", fast(), env={"OPENAI_BASE_URL": llama_server})
+    llm = open_llm("openai:smollm2", fast(timeout_s=60), env={"OPENAI_BASE_URL": llama_server})
     msgs = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
     text = llm.generate(msgs)
     assert text and "paris" in text.lower()
