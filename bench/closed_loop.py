@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", type=Path, default=Path("/tmp/ragtune-closed-loop"), help="pipeline folder + data dir")
     p.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--test-docs", default=",".join(TEST_DOCS), help="held-out articles (comma-separated)")
-    p.add_argument("--n-test", type=int, default=80, help="SQuAD questions sampled from the held-out articles")
+    p.add_argument("--n-test", type=int, default=160, help="SQuAD questions sampled from the held-out articles")
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--k", type=int, default=2, help="passages in the prompt (training and eval)")
     p.add_argument("--chunk-size", type=int, default=700)
