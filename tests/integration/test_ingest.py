@@ -173,9 +173,7 @@ def test_shared_pdfs_every_file_accounted_for(make_rag):
     rows = [dict(zip(header, line.split("\t"))) for line in manifest[1:] if line.strip()]
     rag = make_rag()
     res = rag.ingest([pdfs])
-    by_name = {}
-    for f in res.files:
-        by_name[Path(f.path).relative_to(pdfs.resolve()).as_posix() if Path(f.path).is_absolute() else f.path] = f
+    by_name = {Path(f.path).resolve().relative_to(pdfs.resolve()).as_posix(): f for f in res.files}
     assert len(res.files) == len(rows) == res.added + len(res.failed)
     for row in rows:
         f = by_name[row["file"]]
