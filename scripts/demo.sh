@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/python -m ingest data/sample
 .venv/bin/python -m rag stats
-.venv/bin/python -m rag ask "How long is the Acme Widget warranty?"
+.venv/bin/python -m rag ask "How much does the Acme Widget weigh?"
 if [ "${DEMO_UI:-1}" = 1 ] && [ -f ui/app.py ]; then
   exec .venv/bin/python -m streamlit run ui/app.py --server.address 127.0.0.1 --server.headless true
 fi
