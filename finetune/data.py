@@ -278,11 +278,26 @@ class _Counting:
     batches: int = 0
     last_tokens: int = field(default=0)
 
-    def _count(self, real: int, total: int) -> None:
+    def _pad(self, features: list[dict[str, list[int]]], extra) -> dict[str, Any]:
+        """Pad ids (pad_id) and labels (ignored) to the longest row; ``extra(f, n, pad)`` adds
+        one more per-row field (position ids or an attention mask) and counts the batch."""
+        import torch
+
+        width = max(len(f["input_ids"]) for f in features)
+        ids, labels, more = [], [], []
+        real = 0
+        for f in features:
+            n = len(f["input_ids"])
+            real += n
+            pad = width - n
+            ids.append(f["input_ids"] + [self.pad_id] * pad)
+            labels.append(f["labels"] + [IGNORE_INDEX] * pad)
+            more.append(extra(f, n, pad))
         self.tokens_seen += real
-        self.padded_tokens += total
+        self.padded_tokens += width * len(features)
         self.batches += 1
         self.last_tokens = real
+        return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "_extra": torch.tensor(more)}
 
 
 class PackedCollator(_Counting):
@@ -293,39 +308,15 @@ class PackedCollator(_Counting):
     """
 
     def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, Any]:
-        import torch
-
-        width = max(len(f["input_ids"]) for f in features)
-        ids, labels, pos = [], [], []
-        real = 0
-        for f in features:
-            n = len(f["input_ids"])
-            real += n
-            pad = width - n
-            ids.append(f["input_ids"] + [self.pad_id] * pad)
-            labels.append(f["labels"] + [IGNORE_INDEX] * pad)
-            pos.append(list(f.get("position_ids", range(n))) + list(range(pad)))
-        self._count(real, width * len(features))
-        return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels),
-                "position_ids": torch.tensor(pos)}
+        out = self._pad(features, lambda f, n, pad: list(f.get("position_ids", range(n))) + list(range(pad)))
+        out["position_ids"] = out.pop("_extra")
+        return out
 
 
 class PaddedCollator(_Counting):
     """Dynamic padding to the longest row, with an attention mask (packing=false)."""
 
     def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, Any]:
-        import torch
-
-        width = max(len(f["input_ids"]) for f in features)
-        ids, labels, mask = [], [], []
-        real = 0
-        for f in features:
-            n = len(f["input_ids"])
-            real += n
-            pad = width - n
-            ids.append(f["input_ids"] + [self.pad_id] * pad)
-            labels.append(f["labels"] + [IGNORE_INDEX] * pad)
-            mask.append([1] * n + [0] * pad)
-        self._count(real, width * len(features))
-        return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels),
-                "attention_mask": torch.tensor(mask)}
+        out = self._pad(features, lambda f, n, pad: [1] * n + [0] * pad)
+        out["attention_mask"] = out.pop("_extra")
+        return out
