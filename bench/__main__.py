@@ -129,7 +129,7 @@ def run_retrieval(mode: str, log) -> dict:
     sf16 = rb.scifact(True, "first1000", log, langchain=False, precision="bfloat16", tune=False)
     sf32 = rb.scifact(True, "first1000", log, langchain=False, precision="float32", tune=False)
     sq16 = rb.squad(True, log, precision="bfloat16")
-    sq32 = rb.squad(True, log, precision="float32") if not quick else res["squad"]
+    sq32 = rb.squad(True, log, precision="float32")
     res["bf16_quality"] = {"scifact_subset": {"float32": sf32["methods"], "bfloat16": sf16["methods"]},
                            "squad_sample": {"float32": sq32["methods"], "bfloat16": sq16["methods"]}}
     return res

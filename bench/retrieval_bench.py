@@ -151,7 +151,7 @@ def _check_against_retriever(rag, questions, dense, sparse, fetch: int) -> None:
 
 
 # -- SciFact --------------------------------------------------------------------------------------
-def scifact(quick: bool, text_mode: str, log=print, langchain: bool = True, precision: str = "float32",
+def scifact(quick: bool, text_mode: str, log=print, langchain: bool = True, precision: str = "auto",
             tune: bool = True) -> dict:
     n_q, n_d = (300, 1500) if quick else (0, 0)
     ids, texts, qs = scifact_data(text_mode, n_q, n_d)
@@ -229,7 +229,7 @@ def langchain_scifact(ids, texts, qs, data_dir: Path, log=print) -> dict:
 
 
 # -- SQuAD ----------------------------------------------------------------------------------------
-def squad(quick: bool, log=print, weight: float | None = None, precision: str = "float32") -> dict:
+def squad(quick: bool, log=print, weight: float | None = None, precision: str = "auto") -> dict:
     sys.path.insert(0, str(ROOT / "bench"))
     from squad_to_eval import convert
 

@@ -74,7 +74,7 @@ class Settings(_Section):
     embedder: str = Field(DEFAULT_EMBEDDER, description="Sentence-transformers model id or path.")
     device: str = Field("cpu", description="Torch device for local models ('cpu', 'cuda', 'auto').")
     embedder_precision: Literal["auto", "float32", "bfloat16"] = Field(
-        "float32", description="Embedder matmul precision; 'auto' = bf16 autocast on CPUs with AMX/AVX512-BF16 "
+        "auto", description="Embedder matmul precision; 'auto' = bf16 autocast on CPUs with AMX/AVX512-BF16 "
                                "(bench/results/LATEST.md has its speed and quality figures).")
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)

@@ -40,11 +40,11 @@ def _load(target: str):
     return getattr(importlib.import_module(module), name)
 
 
-def open_embedder(spec: str, *, device: str = "cpu", precision: str = "float32") -> Embedder:
+def open_embedder(spec: str, *, device: str = "cpu", precision: str = "auto") -> Embedder:
     """Open the embedder a spec names. ``precision`` reaches other backends only when not the default."""
     prefix, sep, rest = spec.partition(":")
     if sep and prefix in REGISTRY:
-        options = {"precision": precision} if prefix == "st" or precision != "float32" else {}
+        options = {"precision": precision} if prefix == "st" or precision != "auto" else {}
         return _load(REGISTRY[prefix])(rest, device=device, **options)
     if sep and len(prefix) > 1 and not prefix.startswith(("/", ".")) and "/" not in prefix:
         raise ConfigError(f"unknown embedder prefix '{prefix}' in '{spec}' (known: {', '.join(sorted(REGISTRY))})")

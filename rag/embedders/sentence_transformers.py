@@ -38,7 +38,7 @@ def resolve_precision(precision: str, device: str) -> str:
 
 
 class SentenceTransformerEmbedder:
-    def __init__(self, name: str, *, device: str = "cpu", batch_size: int = 64, precision: str = "float32"):
+    def __init__(self, name: str, *, device: str = "cpu", batch_size: int = 32, precision: str = "auto"):
         from sentence_transformers import SentenceTransformer
 
         path = resolve_embedder(name)
