@@ -190,10 +190,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
          f"LoRA r={cfg.rank} on {','.join(cfg.target_modules)}: {trainable:,} trainable parameters")
 
     # ---- 4. train -----------------------------------------------------------------------------
-    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+    from transformers import EarlyStoppingCallback, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from finetune.callbacks import MLflowTracking, ProgressBar, peak_rss_mb
+    from finetune.trainer import AnswerOnlyTrainer
 
     has_eval = eval_ds is not None
     if cfg.report_to == "wandb":
@@ -232,8 +233,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             "load_in_4bit_used": base.in_4bit, "optimizer_resolved": optimizer,
                             "train_examples": len(train_tok), "eval_examples": len(eval_tok)})
         callbacks.append(MLflowTracking(tracker, progress))
-    trainer = Trainer(model=model, args=targs, train_dataset=train_ds, eval_dataset=eval_ds,
-                      data_collator=collator, callbacks=callbacks)
+    trainer = AnswerOnlyTrainer(model=model, args=targs, train_dataset=train_ds, eval_dataset=eval_ds,
+                                data_collator=collator, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     if is_main:
