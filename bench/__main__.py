@@ -148,7 +148,9 @@ def run_embedder(mode: str, log) -> dict:
 
 
 def run_finetune(mode: str, log) -> dict:
-    cmd = [sys.executable, str(ROOT / "bench" / "finetune_bench.py"), "--json"]
+    # Every core: the load average here is this benchmark's own earlier sections, which would make
+    # finetune's automatic thread choice (idle cores only) pick one thread.
+    cmd = [sys.executable, str(ROOT / "bench" / "finetune_bench.py"), "--json", "--threads", str(os.cpu_count() or 1)]
     cmd += ["--full"] if mode == "full" else ["--steps", "6" if mode == "quick" else "20"]
     log(f"  finetune: {' '.join(cmd[1:])}")
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})

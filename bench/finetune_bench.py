@@ -11,7 +11,7 @@ baseline: the usual recipe: chat-formatted text tokenized with ``padding="max_le
 tokens/s counts real (non-padding) tokens inside optimizer steps; the first step (warm-up) is excluded.
 
     python bench/finetune_bench.py --quick     # 20 steps each (a few minutes on 2 CPU cores)
-    python bench/finetune_bench.py --full      # 300 steps of ragtune, 60 of the baseline
+    python bench/finetune_bench.py --full      # 200 steps of ragtune, 20 of the baseline
 """
 
 from __future__ import annotations
@@ -186,11 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="20 steps each (default).")
-    g.add_argument("--full", action="store_true", help="300 ragtune steps, 60 baseline steps.")
+    g.add_argument("--full", action="store_true", help="200 ragtune steps, 20 baseline steps.")
     p.add_argument("--steps", type=int, help="ragtune steps (overrides --quick/--full).")
     p.add_argument("--baseline-steps", type=int, help="baseline steps.")
     p.add_argument("--batch-size", type=int, help="sequences per step (default 2 quick, 4 full)")
-    p.add_argument("--max-seq-len", type=int, default=1024)
+    p.add_argument("--max-seq-len", type=int, default=512)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--distractors", type=int, default=1, help="distractor passages per synthesised question")
     p.add_argument("--threads", type=int, default=0, help="torch threads for both runs (0 = auto from load)")
@@ -210,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
 
     a.threads = cpu_threads(a.threads)  # decided once, so both sides get the same
     a.batch_size = a.batch_size or (4 if a.full else 2)
-    steps = a.steps or (300 if a.full else 20)
-    bsteps = a.baseline_steps or (60 if a.full else steps)
+    steps = a.steps or (200 if a.full else 20)
+    bsteps = a.baseline_steps or (20 if a.full else steps)
     data_dir = Path(a.data_dir or load_settings().data_dir).resolve()
     resolve_base("smollm2", data_dir)  # dequantise once, outside both timings
     with tempfile.TemporaryDirectory(prefix="ft-bench-") as tmp:
