@@ -11,16 +11,15 @@ lists every page the evidence spans, for passages that cross a page break (the S
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rag.errors import DataError
+from rag.jsonl import raise_problems, read_jsonl
 
 __all__ = ["Example", "Reference", "load_dataset", "parse_example"]
 
-MAX_PROBLEMS_SHOWN = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,40 +132,20 @@ def load_dataset(path: str | Path, *, limit: int | None = None) -> list[Example]
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such dataset file: {path}")
-    problems: list[str] = []
+    rows, problems = read_jsonl(path)
     examples: list[Example] = []
     seen: dict[str, int] = {}
-    with path.open("rb") as fh:  # bytes, so a line that is not UTF-8 is reported by number
-        for n, raw in enumerate(fh, 1):
-            try:
-                text = raw.decode("utf-8-sig" if n == 1 else "utf-8").strip()
-            except UnicodeDecodeError as e:
-                problems.append(f"{path}:{n}: not UTF-8 text ({e.reason} at byte {e.start} of the line)")
-                continue
-            if not text or text.startswith(("#", "//")):
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                problems.append(f"{path}:{n}: invalid JSON: {e.msg} (column {e.colno})")
-                continue
-            except RecursionError:
-                problems.append(f"{path}:{n}: invalid JSON: nested too deeply")
-                continue
-            ex, errs = parse_example(obj, n)
-            problems += [f"{path}:{n}: {err}" for err in errs]
-            if ex is None:
-                continue
-            if ex.id in seen:
-                problems.append(f"{path}:{n}: field 'id': duplicate id '{ex.id}' (first on line {seen[ex.id]})")
-                continue
-            seen[ex.id] = n
-            examples.append(ex)
-    if problems:
-        shown = problems[:MAX_PROBLEMS_SHOWN]
-        more = len(problems) - len(shown)
-        tail = f"\n  ... and {more} more" if more > 0 else ""
-        raise DataError(f"{path}: {len(problems)} malformed line(s):\n  " + "\n  ".join(shown) + tail)
+    for n, obj in rows:
+        ex, errs = parse_example(obj, n)
+        problems += [f"{path}:{n}: {err}" for err in errs]
+        if ex is None:
+            continue
+        if ex.id in seen:
+            problems.append(f"{path}:{n}: field 'id': duplicate id '{ex.id}' (first on line {seen[ex.id]})")
+            continue
+        seen[ex.id] = n
+        examples.append(ex)
+    raise_problems(path, problems)
     if not examples:
         raise DataError(f"{path}: no questions (expected JSON lines with 'question' and 'answer')")
     return examples[:limit] if limit else examples

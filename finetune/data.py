@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import DataError
+from rag.jsonl import raise_problems, read_jsonl
 
 __all__ = [
     "Example",
@@ -39,7 +40,6 @@ __all__ = [
 
 IGNORE_INDEX = -100
 _ROLES = {"system", "user", "assistant"}
-_MAX_REPORTED = 20
 # Used only when a tokenizer has no chat template of its own.
 CHATML_TEMPLATE = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
@@ -99,37 +99,16 @@ def load_jsonl(path: str | Path) -> list[Example]:
             is listed as ``FILE:LINE: field 'NAME' ...``.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"training data not found: {path}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise DataError(f"{path}:{line}: not UTF-8 text ({e.reason} at byte {e.start} of the file)") from None
-    examples, errors = [], []
-    # split on "\n" only: str.splitlines() also splits on U+2028, U+0085, ... which JSON strings may hold
-    for n, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
+    if not path.is_file():
+        raise DataError(f"training data not found: {path}")
+    rows, problems = read_jsonl(path)
+    examples = []
+    for n, row in rows:
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            errors.append(f"{where}: invalid JSON ({e.msg} at column {e.colno})")
-            continue
-        except RecursionError:
-            errors.append(f"{where}: invalid JSON (nested too deeply)")
-            continue
-        try:
-            examples.append(Example(_row_to_messages(row, where), n))
+            examples.append(Example(_row_to_messages(row, f"{path}:{n}"), n))
         except DataError as e:
-            errors.append(str(e))
-    if errors:
-        more = f"\n  ... and {len(errors) - _MAX_REPORTED} more" if len(errors) > _MAX_REPORTED else ""
-        raise DataError(f"{len(errors)} malformed row(s) in {path}:\n  "
-                        + "\n  ".join(errors[:_MAX_REPORTED]) + more)
+            problems.append(str(e))
+    raise_problems(path, problems, "row")
     if not examples:
         raise DataError(f"{path}: no training rows (expected JSON lines with instruction/output or messages)")
     return examples

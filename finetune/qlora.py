@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from finetune.config import config_help, load_config
-from rag.errors import ConfigError, DataError, RagtuneError, redact
+from rag.cli import guarded
+from rag.errors import ConfigError, DataError, redact
 
 METADATA_FILE = "ragtune_adapter.json"
 RUN_FILE = "ragtune_run.json"  # in OUTPUT/checkpoints: the MLflow run and data hash, for --resume
@@ -65,18 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.help_config:
         print(config_help())
         return 0
-    try:
-        result = run(args)
-    except ConfigError as e:
-        if os.environ.get("RAGTUNE_DEBUG") == "1":
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except RagtuneError as e:
-        if os.environ.get("RAGTUNE_DEBUG") == "1":
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    result: dict[str, Any] = {}
+
+    def train() -> int:
+        result.update(run(args))
+        return 0
+
+    rc = guarded(train, resume="add --resume to the same command to continue from the last checkpoint")
+    if rc:
+        return rc
     if args.json:
         print(json.dumps(result))
     else:

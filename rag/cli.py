@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from rag.errors import RagtuneError, redact
+from rag.errors import ConfigError, RagtuneError, redact
 
 
 def add_common(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
@@ -35,7 +35,7 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-def guarded(fn: Callable[[], int]) -> int:
+def guarded(fn: Callable[[], int], resume: str = "run the same command again to complete") -> int:
     """Run a command: user errors become one ``error:`` line (traceback with RAGTUNE_DEBUG=1)."""
     try:
         return fn()
@@ -43,12 +43,12 @@ def guarded(fn: Callable[[], int]) -> int:
         if os.environ.get("RAGTUNE_DEBUG") == "1":
             raise
         print(f"error: {redact(str(e))}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, ConfigError) else 1  # a wrong flag or setting is a usage error
     except FileNotFoundError as e:
         if os.environ.get("RAGTUNE_DEBUG") == "1":
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: run the same command again to complete", file=sys.stderr)
+        print(f"interrupted: {resume}", file=sys.stderr)
         return 130

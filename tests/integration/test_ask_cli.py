@@ -61,7 +61,7 @@ def test_ask_streams_answer_then_numbered_sources(cli_env, capsys):
 def test_ask_bad_llm_spec_is_one_error_line(cli_env, capsys):
     from rag.__main__ import main
 
-    assert main(["ask", "q", "--data-dir", cli_env[1], "--llm", "nosuch:model"]) == 1
+    assert main(["ask", "q", "--data-dir", cli_env[1], "--llm", "nosuch:model"]) == 2  # a usage error
     err = capsys.readouterr().err
     assert err.startswith("error: unknown LLM prefix 'nosuch'") and "Traceback" not in err
 
