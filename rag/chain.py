@@ -13,8 +13,10 @@ Steps, read top to bottom in :func:`stream`:
    context (else it is listed in ``invalid_citations``); each sentence that cites passages must
    share content words with at least one of them (else it is listed in ``unsupported``).
 
-Small models often cite nothing: the answer then keeps ``citations == []``, gets the flag
-``no_citations``, and the top passage is marked ``implicit`` (never ``cited``).
+Small models often cite nothing: the answer then keeps ``citations == []`` and gets the flag
+``no_citations``; the passage sharing the most content words with the answer (the top-ranked one
+on a tie or when none shares any) is marked ``implicit``, never ``cited``: an attribution the
+reader can check, not a citation the model made.
 """
 
 from __future__ import annotations
@@ -292,6 +294,13 @@ def verify_citations(text: str, sources: Sequence[Source]) -> dict[str, Any]:
     return {"citations": valid, "invalid": invalid, "unsupported": unsupported}
 
 
+def attribute(text: str, sources: Sequence[Source]) -> Source:
+    """The passage an uncited answer most likely came from: most content words shared with it,
+    the better-ranked passage on a tie (so the top one when nothing overlaps)."""
+    mine = content_words(text)
+    return max(sources, key=lambda s: (len(mine & content_words(s.text)), -s.n))
+
+
 # --- history ----------------------------------------------------------------------------------
 
 def _history_messages(history: Sequence[Any] | None) -> list[dict[str, str]]:
@@ -448,7 +457,7 @@ def _finish(state: dict[str, Any], text: str) -> Answer:
             flags.append("declined")
         else:
             flags.append("no_citations")
-            sources[0].implicit = True
+            attribute(text, sources).implicit = True
     return Answer(text=text, sources=sources, citations=check["citations"], invalid_citations=check["invalid"],
                   unsupported=check["unsupported"], flags=flags, question=state["question"],
                   standalone_question=state["standalone"], timings=timings, tokens=tokens,

@@ -237,7 +237,7 @@ def stream_answer(rag: Any, question: str, history: list[dict[str, str]], opts: 
 
 
 _FLAG_TEXT = {
-    "no_citations": "The model cited no passage; the best-ranked passage is shown as the implicit source.",
+    "no_citations": "The model cited no passage; the passage sharing most words with the answer is shown as the implicit source.",
     "declined": "The model said the passages do not answer this.",
     "no_passages": "Nothing in the index matches this question.",
 }

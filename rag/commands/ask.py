@@ -47,7 +47,7 @@ def format_sources(answer) -> str:
     lines = []
     for s in answer.sources:
         page = f" p.{s.page}" if s.page else ""
-        mark = " cited" if s.cited else (" (implicit: the model cited nothing)" if s.implicit else "")
+        mark = " cited" if s.cited else (" (implicit: the model cited nothing; closest passage by shared words)" if s.implicit else "")
         snippet = " ".join(s.text.split())[:100]
         lines.append(f"[{s.n}] {s.source}{page} (score {s.score:.3f}){mark}\n    {snippet}")
     return "\n".join(lines)

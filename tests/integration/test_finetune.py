@@ -23,25 +23,12 @@ FACTS = [("the capital of France", "Paris"), ("the largest planet", "Jupiter"),
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
+def tiny_model() -> Path:
     """A random 2-layer LLaMA (hidden 64) with the packaged SmolLM2 tokenizer, saved as safetensors."""
     os.environ["HF_HUB_OFFLINE"] = "1"
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from tests.reliability._helpers import tiny_llama_dir
 
-    from rag.models import packaged_smollm2_gguf
-
-    gguf = packaged_smollm2_gguf()
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id)
-    path = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(cfg).save_pretrained(path, safe_serialization=True)
-    tok.save_pretrained(path)
-    return path
+    return tiny_llama_dir()
 
 
 @pytest.fixture

@@ -160,6 +160,14 @@ def test_no_citations_attaches_top_passage_implicitly_without_inventing_citation
     assert not any(s.cited for s in a.sources)
 
 
+def test_uncited_answer_is_attributed_to_the_passage_it_shares_words_with():
+    a = run("They are yellow and rich in potassium.")
+    assert "no_citations" in a.flags and a.citations == []
+    assert [s.n for s in a.sources if s.implicit] == [2] and not any(s.cited for s in a.sources)
+    a = run("Nothing in common here.")  # no overlap at all: the top-ranked passage
+    assert [s.n for s in a.sources if s.implicit] == [1]
+
+
 def test_declining_is_not_flagged_as_missing_citations():
     a = run("I don't know: the passages do not say.")
     assert "declined" in a.flags and "no_citations" not in a.flags and not a.sources[0].implicit
