@@ -198,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline-padding", choices=["max_length", "longest"], default="max_length")
     p.add_argument("--only", choices=["ragtune", "baseline"], help="run one side only")
     p.add_argument("--data-dir", help="where the dequantised SmolLM2 is cached (default: the settings data dir)")
+    p.add_argument("--keep-adapter", type=Path, help="copy ragtune's adapter here (default with --full: "
+                   "DATA_DIR/adapters/finetune-bench), for python -m rag ask --llm hf:smollm2+adapter:DIR")
     p.add_argument("--json", action="store_true")
     p.add_argument("--baseline-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
@@ -218,6 +220,13 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         data = build_data(work, a.distractors)
         ours = None if a.only == "baseline" else run_ragtune(data, work, data_dir, steps, a)
+        keep = a.keep_adapter or (data_dir / "adapters" / "finetune-bench" if a.full else None)
+        if ours and keep:
+            import shutil
+
+            shutil.rmtree(keep, ignore_errors=True)
+            shutil.copytree(work / "ragtune-adapter", keep)
+            ours["adapter"] = str(keep)
         base = None if a.only == "ragtune" else run_baseline(data, data_dir, bsteps, a)
     result = {"device": "cpu", "threads": a.threads, "batch_size": a.batch_size, "max_seq_len": a.max_seq_len,
               "ragtune": ours, "baseline": base,
