@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", type=Path, help="PDF folder for the ingest section (default ../shared/data/pdfs)")
     p.add_argument("--out", type=Path, default=RESULTS / "LATEST.md", help="markdown report (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the raw results as one JSON object")
+    p.add_argument("--update", action="store_true",
+                   help="with --only: keep the other sections of the existing report (same mode) and replace these")
     return p
 
 
@@ -165,6 +167,23 @@ def _write(out: Path, results: dict, render) -> None:
     out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
 
 
+def _previous(out: Path, mode: str, rerun: list[str]) -> dict | None:
+    """The existing report's results minus the sections about to be re-run (None if it is another mode)."""
+    path = out.with_suffix(".json")
+    if not path.exists():
+        return None
+    old = json.loads(path.read_text(encoding="utf-8"))
+    if old.get("mode") != mode:
+        print(f"--update: {path} holds a {old.get('mode')} run, not {mode}; starting a new report", file=sys.stderr)
+        return None
+    for key in ("sections", "errors", "seconds"):
+        old.setdefault(key, {})
+        for name in [*rerun, "total"]:
+            old[key].pop(name, None)
+    old.setdefault("updated", []).append({"sections": rerun, "at": time.ctime(), "load_avg": os.getloadavg()})
+    return old
+
+
 RUNNERS = {"ingest": run_ingest, "embedder": run_embedder, "store": run_store, "retrieval": run_retrieval,
            "generation": run_generation, "finetune": run_finetune}
 
@@ -187,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     results: dict = {"mode": mode, "machine": machine(), "sections": {}, "errors": {}, "seconds": {}}
-    t_all = time.perf_counter()
+    if args.update:
+        results = _previous(args.out, mode, only) or results
     for name in only:
         log(f"[{name}]")
         t0 = time.perf_counter()
@@ -199,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"  FAILED: {results['errors'][name]}")
         results["seconds"][name] = time.perf_counter() - t0
         _write(args.out, results, render)  # after every section: a long run interrupted keeps what it measured
-    results["seconds"]["total"] = time.perf_counter() - t_all
+    results["seconds"]["total"] = sum(v for k, v in results["seconds"].items() if k != "total")
     _write(args.out, results, render)
     if args.json:
         print(json.dumps(results, default=str))
