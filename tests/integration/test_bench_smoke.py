@@ -29,6 +29,7 @@ def test_embedder_section_renders(tmp_path, monkeypatch):
     section = embedder_bench.bench(n_texts=4, rounds=1, log=lambda m: None)
     assert section["configs"]["float32 b64 (old default)"]["speedup"] == pytest.approx(1.0)
     assert section["configs"]["bfloat16 b64"]["min_cosine_vs_fp32"] > 0.99
+    assert "int8 dynamic (torch) b32" in section["configs"]  # measured beside, on its own model copy
     results = {"mode": "quick", "machine": bench_main.machine(), "sections": {"embedder": section},
                "errors": {}, "seconds": {"embedder": 1.0}}
     md = report.render(results)
