@@ -39,6 +39,26 @@ def onnx_status() -> str:
     return "available (not measured here)"
 
 
+INT8 = "int8 dynamic (torch) b32"
+
+
+def _int8_copy(emb, log):
+    """The embedder with every Linear dynamically quantised to int8 (torch's oneDNN/FBGEMM kernels,
+    VNNI on this CPU): the int8 path that needs no new dependency. None where torch lacks the kernels."""
+    import copy
+
+    import torch
+
+    try:
+        q = copy.copy(emb)
+        q.model = torch.ao.quantization.quantize_dynamic(copy.deepcopy(emb.model), {torch.nn.Linear},
+                                                         dtype=torch.qint8)
+        return q
+    except Exception as e:  # noqa: BLE001 - a torch build without quantised kernels: say so
+        log(f"  embedder: int8 not measured ({e.__class__.__name__}: {e})")
+        return None
+
+
 def bench(n_texts: int = 96, rounds: int = 2, log=print) -> dict:
     import torch
 
@@ -50,37 +70,21 @@ def bench(n_texts: int = 96, rounds: int = 2, log=print) -> dict:
     default_threads = torch.get_num_threads()
     emb.precision = "float32"  # the reference: plain fp32, whatever the default is
     ref = emb.embed(texts[:16])
-    times: dict[str, list[float]] = {n: [] for n in CONFIGS}
+    configs = {name: (emb, *cfg) for name, cfg in CONFIGS.items()}
+    int8 = _int8_copy(emb, log)
+    if int8 is not None:
+        configs[INT8] = (int8, "float32", 32, 0)
+    times: dict[str, list[float]] = {n: [] for n in configs}
     agree: dict[str, float] = {}
     for _ in range(rounds):
-        for name, (prec, bs, threads) in CONFIGS.items():
-            emb.precision, emb.batch_size = prec, bs
+        for name, (model, prec, bs, threads) in configs.items():
+            model.precision, model.batch_size = prec, bs
             torch.set_num_threads(threads or default_threads)
             t0 = time.perf_counter()
-            vecs = emb.embed(texts)
+            vecs = model.embed(texts)
             times[name].append(time.perf_counter() - t0)
             agree[name] = float((vecs[:16] * ref).sum(1).min())
     torch.set_num_threads(default_threads)
-    # int8: dynamic quantisation of every Linear (torch's oneDNN/FBGEMM kernels, VNNI on this CPU),
-    # the int8 path that needs no new dependency. Measured on its own copy of the model.
-    name = "int8 dynamic (torch) b32"
-    try:
-        import copy
-
-        emb8 = copy.copy(emb)
-        emb8.model = torch.ao.quantization.quantize_dynamic(copy.deepcopy(emb.model), {torch.nn.Linear},
-                                                            dtype=torch.qint8)
-        emb8.precision, emb8.batch_size = "float32", 32
-        times[name] = []
-        for _ in range(rounds):
-            t0 = time.perf_counter()
-            vecs = emb8.embed(texts)
-            times[name].append(time.perf_counter() - t0)
-        agree[name] = float((vecs[:16] * ref).sum(1).min())
-        configs = {**CONFIGS, name: ("int8", 32, 0)}
-    except Exception as e:  # noqa: BLE001 - a torch build without quantised kernels: say so
-        log(f"  embedder: int8 not measured ({e.__class__.__name__}: {e})")
-        configs = dict(CONFIGS)
     base = statistics.median(times["float32 b64 (old default)"])
     rows = {}
     for name in configs:
