@@ -132,10 +132,13 @@ def load_dataset(path: str | Path, *, limit: int | None = None) -> list[Example]
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such dataset file: {path}")
-    rows, problems = read_jsonl(path)
+    problems: list[str] = []
     examples: list[Example] = []
     seen: dict[str, int] = {}
-    for n, obj in rows:
+    for n, obj, problem in read_jsonl(path):
+        if problem:
+            problems.append(problem)
+            continue
         ex, errs = parse_example(obj, n)
         problems += [f"{path}:{n}: {err}" for err in errs]
         if ex is None:

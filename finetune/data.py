@@ -101,9 +101,12 @@ def load_jsonl(path: str | Path) -> list[Example]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"training data not found: {path}")
-    rows, problems = read_jsonl(path)
+    problems: list[str] = []
     examples = []
-    for n, row in rows:
+    for n, row, problem in read_jsonl(path):
+        if problem:
+            problems.append(problem)
+            continue
         try:
             examples.append(Example(_row_to_messages(row, f"{path}:{n}"), n))
         except DataError as e:

@@ -8,6 +8,7 @@ and friends, which JSON strings may hold raw (``json.dumps(ensure_ascii=False)``
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,39 +17,30 @@ from rag.errors import DataError
 MAX_SHOWN = 20
 
 
-def read_jsonl(path: Path) -> tuple[list[tuple[int, Any]], list[str]]:
-    """``([(line number, parsed value)], [problems])``; blank lines and ``#`` / ``//`` comments are skipped."""
-    rows: list[tuple[int, Any]] = []
-    problems: list[str] = []
+def read_jsonl(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    """``(line number, parsed value, None)`` or ``(line number, None, problem)`` in file order;
+    blank lines and ``#`` / ``//`` comments are skipped."""
     with path.open("rb") as fh:  # bytes, so a line that is not UTF-8 is reported by number
         for n, raw in enumerate(fh, 1):
             try:
                 text = raw.decode("utf-8-sig" if n == 1 else "utf-8").strip()
             except UnicodeDecodeError as e:
-                problems.append(f"{path}:{n}: not UTF-8 text ({e.reason} at byte {e.start} of the line)")
+                yield n, None, f"{path}:{n}: not UTF-8 text ({e.reason} at byte {e.start} of the line)"
                 continue
             if not text or text.startswith(("#", "//")):
                 continue
             try:
-                rows.append((n, json.loads(text)))
+                yield n, json.loads(text), None
             except json.JSONDecodeError as e:
-                problems.append(f"{path}:{n}: invalid JSON: {e.msg} (column {e.colno})")
+                yield n, None, f"{path}:{n}: invalid JSON: {e.msg} (column {e.colno})"
             except RecursionError:
-                problems.append(f"{path}:{n}: invalid JSON: nested too deeply")
-    return rows, problems
+                yield n, None, f"{path}:{n}: invalid JSON: nested too deeply"
 
 
 def raise_problems(path: Path, problems: list[str], what: str = "line") -> None:
     """One DataError listing the first ``MAX_SHOWN`` problems (nothing happens when there are none)."""
     if not problems:
         return
-    prefix = f"{path}:"
-
-    def line(problem: str) -> int:  # file order, whichever pass found the problem
-        head = problem[len(prefix):].split(":", 1)[0] if problem.startswith(prefix) else ""
-        return int(head) if head.isdigit() else 0
-
-    problems = sorted(problems, key=line)
     shown = problems[:MAX_SHOWN]
     more = f"\n  ... and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
     raise DataError(f"{path}: {len(problems)} malformed {what}(s):\n  " + "\n  ".join(shown) + more)
