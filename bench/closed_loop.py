@@ -3,7 +3,7 @@
     RAGTUNE_LLM__THREADS=1 .venv/bin/python bench/closed_loop.py            # ~25 min on a busy 2-core box
     .venv/bin/python bench/closed_loop.py --steps 300 --n-test 200 --k 3      # a longer run
 
-The ten SQuAD v1.1 dev articles in ``shared/data/squad`` are ingested as PDFs. ``finetune.loop``
+The ten SQuAD v1.1 dev articles in ``shared/data/squad`` are ingested as PDFs. The loop (``loop``)
 synthesises questions (extractive generator, no LLM) from the chunks, splits them by article
 (``--test-docs`` are held out, never trained on), trains a QLoRA adapter and evaluates the base
 SmolLM2 and base + adapter in the same chain, on the same retrieved passages, against the
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seq-len", type=int, default=640)
     p.add_argument("--max-new-tokens", type=int, default=24)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="more finetune.loop parameters")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="more loop parameters (python -m loop)")
     return p
 
 
@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAGTUNE_DATA_DIR", str(a.work / "data"))
     os.environ.setdefault("RAGTUNE_LLM__THREADS", str(a.threads))
     from bench.squad_to_eval import convert
-    from finetune.loop import load_params, run
+    from loop import load_params, run
+    from rag.settings import load_settings
 
     test_docs = [d.strip() for d in a.test_docs.split(",") if d.strip()]
     docs = a.work / "docs"  # the PDFs only (the folder also holds JSONL and TSV files)
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                  *a.overrides]
     params = load_params(None, overrides, docs=str(docs), out=str(a.work / "run"))
     t0 = time.time()
-    result = run(params)
+    result = run(params, load_settings())
     minutes = (time.time() - t0) / 60
     out = a.work / "run"
     m = result["metrics"]
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     ft = json.loads((out / ".stages" / "finetune.json").read_text())
     stage_s = {s: json.loads((out / ".stages" / f"{s}.json").read_text())["seconds"]
                for s in ("ingest", "synthesise", "split", "finetune", "eval")}
-    report = {"params": params, "metrics": m, "synth": synth, "split": split, "finetune": ft, "stage_seconds": stage_s,
+    report = {"params": params.to_dict(), "metrics": m, "synth": synth, "split": split, "finetune": ft, "stage_seconds": stage_s,
               "minutes": round(minutes, 1), "stages": result["stages"], "answers": answer_stats(out / "eval_rows.jsonl")}
     a.results.mkdir(parents=True, exist_ok=True)
     (a.results / "closed_loop.json").write_text(json.dumps(report, indent=2, default=str))
@@ -94,12 +95,13 @@ def main(argv: list[str] | None = None) -> int:
 def answer_stats(rows_file: Path) -> dict:
     """Where an F1 gain comes from: answer length, and how often a reference answer appears in the answer."""
     from eval.metrics import normalize_answer
-    from finetune.loop import _strip_citations
+    from loop.stages.evaluate import strip_citations
+    from loop.workdir import read_rows
 
-    rows = [json.loads(line) for line in rows_file.read_text().splitlines() if line.strip()]
+    rows = read_rows(rows_file)
     out = {}
     for side in ("base", "adapter"):
-        preds = [_strip_citations(r[side]) for r in rows]
+        preds = [strip_citations(r[side]) for r in rows]
         has = [any(f" {normalize_answer(a)} " in f" {normalize_answer(p)} " for a in r["references"])
                for p, r in zip(preds, rows)]
         out[side] = {"mean_words": sum(len(p.split()) for p in preds) / len(preds),
@@ -122,7 +124,7 @@ def render(r: dict) -> str:
     lines = [
         "# Closed loop on SQuAD: base SmolLM2 vs base + loop-trained adapter",
         "",
-        ("Made by `bench/closed_loop.py` (`finetune.loop` on the ten SQuAD v1.1 dev articles in "
+        ("Made by `bench/closed_loop.py` (`loop` on the ten SQuAD v1.1 dev articles in "
         "`shared/data/squad`). Training questions were synthesised by the "
         f"**{synth['generator']}** generator{' (no LLM)' if synth['generator'] == 'extractive' else ''} from the "
         "training articles; the test questions are the "

@@ -61,7 +61,7 @@ def replicated_corpus(src: Path, dest: Path, min_pages: int) -> Path:
 def _token_stats(texts: list[str]) -> dict:
     from transformers import AutoTokenizer
 
-    from rag.models import resolve_embedder
+    from rag.model_paths import resolve_embedder
 
     tok = AutoTokenizer.from_pretrained(resolve_embedder("all-MiniLM-L6-v2"))
     limit = 256
@@ -95,7 +95,7 @@ def _langchain(corpus: Path, data_dir: Path, no_dedup: bool):
     from langchain_huggingface import HuggingFaceEmbeddings
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    from rag.models import resolve_embedder
+    from rag.model_paths import resolve_embedder
 
     docs, failed = [], 0
     for f in sorted(corpus.rglob("*.pdf")):
@@ -116,7 +116,7 @@ def _llamaindex(corpus: Path, data_dir: Path, no_dedup: bool):
     from llama_index.core.schema import Document
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
-    from rag.models import resolve_embedder
+    from rag.model_paths import resolve_embedder
 
     class PypdfReader(BaseReader):
         """One Document per page, like llama-index-readers-file's PDFReader (not installed: it

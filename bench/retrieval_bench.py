@@ -216,7 +216,7 @@ def langchain_scifact(ids, texts, qs, data_dir: Path, log=print) -> dict:
     from langchain_community.vectorstores import FAISS
     from langchain_huggingface import HuggingFaceEmbeddings
 
-    from rag.models import resolve_embedder
+    from rag.model_paths import resolve_embedder
 
     emb = HuggingFaceEmbeddings(model_name=resolve_embedder("all-MiniLM-L6-v2"))
     where = data_dir / "langchain-faiss"

@@ -30,9 +30,9 @@ import re
 import sys
 from typing import Any
 
-from rag.cli import add_common, guarded, print_json, settings_from
+from rag.cli import ArgumentParser, add_common, guarded, print_json, settings_from
+from rag.types import MODES
 
-MODES = ("dense", "bm25", "hybrid", "mmr")  # kept in step with rag.retrieval.MODES (not imported: fast --help)
 KNOWN_METRICS = ("em", "f1", "rougeL", "semantic", "mrr", "recall@k", "answer_recall", "groundedness_lexical",
                  "groundedness_judge", "latency_s", "retrieval_s", "generation_s", "tokens_generated")
 _HIT = re.compile(r"^hit@\d+$")
@@ -63,7 +63,7 @@ def _positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m eval", description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(prog="python -m eval", description=__doc__.split("\n\n")[0],
                                 epilog="example: python -m eval data/eval/sample.jsonl --retrieval dense "
                                        "--retrieval hybrid --out runs/eval",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-METADATA_FILE = "ragtune_adapter.json"
+from rag.llms.adapter_meta import ADAPTER_META
 
 
 def _from_folder(meta_file: Path) -> dict[str, Any] | None:
@@ -41,10 +41,10 @@ def list_adapters(data_dir: str | Path, tracking_uri: str | None = None, paths: 
     found: dict[str, dict[str, Any]] = {}
     roots = [Path(data_dir) / "adapters", *map(Path, paths)]
     for root in roots:
-        if (root / METADATA_FILE).exists():
-            files = [root / METADATA_FILE]
+        if (root / ADAPTER_META).exists():
+            files = [root / ADAPTER_META]
         else:
-            files = sorted(root.glob(f"*/{METADATA_FILE}")) + sorted(root.glob(f"*/*/{METADATA_FILE}"))
+            files = sorted(root.glob(f"*/{ADAPTER_META}")) + sorted(root.glob(f"*/*/{ADAPTER_META}"))
         for f in files:
             row = _from_folder(f)
             if row:

@@ -2,7 +2,8 @@
 
 Precedence: field defaults < YAML recipe (``--config``) < command-line flags < ``key=value``.
 Every problem (unknown key, wrong type, out-of-range value) is collected and reported at once.
-The resolved config is saved beside the adapter in ``ragtune_adapter.json``.
+The resolved config is saved beside the adapter in ``ragtune_adapter.json``. The same parser
+(:func:`coerce_layers`, :func:`parse_overrides`) builds the closed loop's parameters (:mod:`loop.params`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 
 from rag.errors import ConfigError
 
-__all__ = ["LLAMA_TARGET_MODULES", "QLoRAConfig", "config_help", "load_config", "parse_overrides"]
+__all__ = ["LLAMA_TARGET_MODULES", "QLoRAConfig", "coerce_layers", "config_help", "load_config", "param",
+           "parse_overrides", "read_yaml"]
 
 LLAMA_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 _OPTIMIZERS = {"auto", "paged_adamw_8bit", "adamw_8bit", "adamw_torch", "adamw_torch_fused", "sgd", "adafactor"}
@@ -25,10 +27,16 @@ _DTYPES = {"bfloat16", "float16", "float32"}
 _REPORT_TO = {"mlflow", "wandb", "none"}
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:
-    if isinstance(default, list):
-        return field(default_factory=lambda d=default: list(d), metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
+def param(default: Any, help: str, **metadata: Any) -> Any:
+    """A dataclass field with its one-line help (lists and dicts are copied per instance).
+
+    ``keys=SomeDataclass`` (for a dict field) makes :func:`coerce_layers` accept any of that
+    dataclass's field names as keys, each converted to that field's type.
+    """
+    meta = {"help": help, **metadata}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
@@ -36,55 +44,55 @@ class QLoRAConfig:
     """Everything a fine-tuning run needs; see ``python -m finetune.qlora --help-config``."""
 
     # what to train
-    base: str = _f("", "Base model: '' or 'smollm2' (packaged SmolLM2-135M-Instruct), hf:ID, or a local folder.")
-    data: str | None = _f(None, "Training JSONL: rows {instruction, input?, output} or {messages: [...]}.")
-    from_store: str | None = _f(None, "Synthesise RAFT-style Q&A from this ingested store URI instead of --data.")
-    output: str | None = _f(None, "Adapter output folder (checkpoints go to OUTPUT/checkpoints).")
+    base: str = param("", "Base model: '' or 'smollm2' (packaged SmolLM2-135M-Instruct), hf:ID, or a local folder.")
+    data: str | None = param(None, "Training JSONL: rows {instruction, input?, output} or {messages: [...]}.")
+    from_store: str | None = param(None, "Synthesise RAFT-style Q&A from this ingested store URI instead of --data.")
+    output: str | None = param(None, "Adapter output folder (checkpoints go to OUTPUT/checkpoints).")
     # schedule
-    max_steps: int = _f(-1, "Optimizer steps to run; -1 = run `epochs` epochs.")
-    epochs: float = _f(1.0, "Passes over the training data (ignored when max_steps > 0).")
-    lr: float = _f(2e-4, "Peak learning rate (after warm-up; cosine decay to 0).")
-    warmup_ratio: float = _f(0.03, "Fraction of steps spent warming the learning rate up linearly.")
-    lr_scheduler: str = _f("cosine", "Learning-rate schedule after warm-up (any transformers scheduler name).")
-    weight_decay: float = _f(0.0, "AdamW weight decay.")
-    max_grad_norm: float = _f(1.0, "Clip the gradient norm to this (0 = no clipping).")
-    batch_size: int = _f(4, "Sequences per micro-batch (per device).")
-    grad_accum: int = _f(1, "Micro-batches accumulated per optimizer step.")
-    optimizer: str = _f("auto", "auto = paged_adamw_8bit on CUDA, adamw_torch on CPU; or a transformers optim name.")
+    max_steps: int = param(-1, "Optimizer steps to run; -1 = run `epochs` epochs.")
+    epochs: float = param(1.0, "Passes over the training data (ignored when max_steps > 0).")
+    lr: float = param(2e-4, "Peak learning rate (after warm-up; cosine decay to 0).")
+    warmup_ratio: float = param(0.03, "Fraction of steps spent warming the learning rate up linearly.")
+    lr_scheduler: str = param("cosine", "Learning-rate schedule after warm-up (any transformers scheduler name).")
+    weight_decay: float = param(0.0, "AdamW weight decay.")
+    max_grad_norm: float = param(1.0, "Clip the gradient norm to this (0 = no clipping).")
+    batch_size: int = param(4, "Sequences per micro-batch (per device).")
+    grad_accum: int = param(1, "Micro-batches accumulated per optimizer step.")
+    optimizer: str = param("auto", "auto = paged_adamw_8bit on CUDA, adamw_torch on CPU; or a transformers optim name.")
     # LoRA
-    rank: int = _f(16, "LoRA rank r.")
-    alpha: float = _f(32.0, "LoRA alpha (the update is scaled by alpha / rank).")
-    dropout: float = _f(0.05, "Dropout on the LoRA path.")
-    target_modules: list[str] = _f(LLAMA_TARGET_MODULES,  # noqa: RUF009 - _f gives a default_factory "Modules that get LoRA (default: every attention + MLP "
+    rank: int = param(16, "LoRA rank r.")
+    alpha: float = param(32.0, "LoRA alpha (the update is scaled by alpha / rank).")
+    dropout: float = param(0.05, "Dropout on the LoRA path.")
+    target_modules: list[str] = param(LLAMA_TARGET_MODULES,  # noqa: RUF009 - _f gives a default_factory "Modules that get LoRA (default: every attention + MLP "
                                    "projection of LLaMA-family models).")
     # quantisation / precision
-    load_in_4bit: bool = _f(True, "Load the base in 4-bit NF4 with double quantisation (QLoRA); falls back to "
+    load_in_4bit: bool = param(True, "Load the base in 4-bit NF4 with double quantisation (QLoRA); falls back to "
                             "plain LoRA, and says so, when the device cannot.")
-    compute_dtype: str = _f("bfloat16", "Compute dtype for 4-bit matmuls and mixed precision: bfloat16|float16|float32.")
-    gradient_checkpointing: bool = _f(True, "Recompute activations in backward to save memory.")
-    threads: int = _f(0, "CPU threads for torch; 0 = auto: the cores left idle by other processes (load "
+    compute_dtype: str = param("bfloat16", "Compute dtype for 4-bit matmuls and mixed precision: bfloat16|float16|float32.")
+    gradient_checkpointing: bool = param(True, "Recompute activations in backward to save memory.")
+    threads: int = param(0, "CPU threads for torch; 0 = auto: the cores left idle by other processes (load "
                       "average), at least 1. Oversubscribed cores make every op wait: 10x slower measured.")
     # data
-    max_seq_len: int = _f(1024, "Tokens per training sequence; longer examples are truncated.")
-    packing: bool = _f(True, "Pack several examples per sequence (no padding waste; attention stays per example).")
-    eval_split: float = _f(0.1, "Fraction of examples held out for evaluation (0 = no eval).")
-    synth_distractors: int = _f(2, "--from-store: distractor passages per synthesised question.")
-    synth_max_examples: int = _f(2000, "--from-store: at most this many synthesised examples.")
+    max_seq_len: int = param(1024, "Tokens per training sequence; longer examples are truncated.")
+    packing: bool = param(True, "Pack several examples per sequence (no padding waste; attention stays per example).")
+    eval_split: float = param(0.1, "Fraction of examples held out for evaluation (0 = no eval).")
+    synth_distractors: int = param(2, "--from-store: distractor passages per synthesised question.")
+    synth_max_examples: int = param(2000, "--from-store: at most this many synthesised examples.")
     # evaluation / checkpoints
-    eval_every: int = _f(50, "Evaluate on the held-out split every N optimizer steps.")
-    save_every: int | None = _f(None, "Checkpoint every N steps (default: eval_every); must be a multiple of it.")
-    keep_checkpoints: int = _f(2, "Checkpoints kept under OUTPUT/checkpoints (the best one is always kept).")
-    early_stopping_patience: int = _f(3, "Stop after this many evaluations without eval-loss improvement (0 = off).")
-    logging_steps: int = _f(1, "Log loss / learning rate / tokens per second every N steps.")
-    seed: int = _f(42, "Seeds Python, NumPy and torch RNGs, the data split and shuffling.")
+    eval_every: int = param(50, "Evaluate on the held-out split every N optimizer steps.")
+    save_every: int | None = param(None, "Checkpoint every N steps (default: eval_every); must be a multiple of it.")
+    keep_checkpoints: int = param(2, "Checkpoints kept under OUTPUT/checkpoints (the best one is always kept).")
+    early_stopping_patience: int = param(3, "Stop after this many evaluations without eval-loss improvement (0 = off).")
+    logging_steps: int = param(1, "Log loss / learning rate / tokens per second every N steps.")
+    seed: int = param(42, "Seeds Python, NumPy and torch RNGs, the data split and shuffling.")
     # tracking
-    report_to: str = _f("mlflow", "Experiment tracking: mlflow | wandb | none.")
-    tracking_uri: str | None = _f(None, "MLflow tracking URI (default: sqlite:///DATA_DIR/mlflow.db).")
-    experiment: str = _f("ragtune-finetune", "MLflow experiment (or W&B project) name.")
-    run_name: str | None = _f(None, "Run name shown in the tracker (default: output folder name).")
-    registered_model: str = _f("ragtune-adapter", "Register the adapter under this MLflow model name ('' = don't).")
+    report_to: str = param("mlflow", "Experiment tracking: mlflow | wandb | none.")
+    tracking_uri: str | None = param(None, "MLflow tracking URI (default: sqlite:///DATA_DIR/mlflow.db).")
+    experiment: str = param("ragtune-finetune", "MLflow experiment (or W&B project) name.")
+    run_name: str | None = param(None, "Run name shown in the tracker (default: output folder name).")
+    registered_model: str = param("ragtune-adapter", "Register the adapter under this MLflow model name ('' = don't).")
     # safety
-    trust_remote_code: bool = _f(False, "Let the base model's repo run its own code (off unless you trust it).")
+    trust_remote_code: bool = param(False, "Let the base model's repo run its own code (off unless you trust it).")
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -148,10 +156,6 @@ class QLoRAConfig:
         return dataclasses.asdict(self)
 
 
-def _fields() -> dict[str, dataclasses.Field]:
-    return {f.name: f for f in dataclasses.fields(QLoRAConfig)}
-
-
 def config_help() -> str:
     """One line per field: name, default, help (shown by ``--help-config``)."""
     lines = []
@@ -161,12 +165,8 @@ def config_help() -> str:
     return "\n".join(lines)
 
 
-_HINTS = typing.get_type_hints(QLoRAConfig)
-
-
-def _coerce(name: str, value: Any) -> Any:
-    """Convert a YAML / command-line value to the field's type; raises ValueError with a reason."""
-    hint = _HINTS[name]
+def _coerce(hint: Any, value: Any) -> Any:
+    """Convert a YAML / command-line value to the type ``hint``; raises ValueError with a reason."""
     args = typing.get_args(hint)
     optional = type(None) in args
     base = next((a for a in args if a is not type(None)), hint) if args and typing.get_origin(hint) is not list else hint
@@ -229,7 +229,12 @@ def parse_overrides(items: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path, what: str = "config file") -> dict[str, Any]:
+    """A YAML file holding a mapping at the top level.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or does not hold a mapping.
+    """
     try:
         import yaml
     except ImportError as e:  # pragma: no cover - pyyaml is in the finetune extra
@@ -239,12 +244,55 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        raise ConfigError(f"{what} not found: {path}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of key: value at the top level")
     return data
+
+
+def coerce_layers(cls: type, layers: Iterable[tuple[str, Mapping[str, Any]]],
+                  prefix: str = "") -> tuple[dict[str, Any], list[str]]:
+    """Merge ``(origin, {key: value})`` layers onto the fields of dataclass ``cls``, later layers winning.
+
+    Each value is converted to its field's type, from YAML or from a command-line string alike. A
+    field whose type is a dataclass is a section: its layers merge key by key under ``prefix`` +
+    ``name.``, and the section is built from them. A dict field made with ``param(..., keys=C)``
+    merges onto its default key by key, each key a field of ``C`` converted to that field's type.
+
+    Returns:
+        The values given (field name -> value) and the problems: every unknown key (with the
+        closest known one) and every value of the wrong type, each naming where it came from.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    sections: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
+    problems: list[str] = []
+    for origin, layer in layers:
+        for key, raw in layer.items():
+            name = f"{prefix}{key}"
+            if key not in fields:
+                close = difflib.get_close_matches(key, list(fields), n=1)
+                hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+                problems.append(f"{name}: unknown key (from {origin}){hint}")
+            elif dataclasses.is_dataclass(hints[key]) or "keys" in fields[key].metadata:
+                if isinstance(raw, Mapping):
+                    sections.setdefault(key, []).append((origin, raw))
+                else:
+                    problems.append(f"{name}: expected a mapping (from {origin})")
+            else:
+                try:
+                    values[key] = _coerce(hints[key], raw)
+                except ValueError as e:
+                    problems.append(f"{name}: {e} (got {raw!r} from {origin})")
+    for key, section_layers in sections.items():
+        f = fields[key]
+        given, more = coerce_layers(f.metadata.get("keys") or hints[key], section_layers, f"{prefix}{key}.")
+        problems.extend(more)
+        values[key] = {**f.default_factory(), **given} if "keys" in f.metadata else hints[key](**given)
+    return values, problems
 
 
 def load_config(config: str | Path | None = None, flags: Mapping[str, Any] | None = None,
@@ -256,25 +304,12 @@ def load_config(config: str | Path | None = None, flags: Mapping[str, Any] | Non
     """
     layers: list[tuple[str, Mapping[str, Any]]] = []
     if config:
-        layers.append((str(config), _read_yaml(Path(config))))
+        layers.append((str(config), read_yaml(Path(config))))
     if flags:
         layers.append(("flags", {k: v for k, v in flags.items() if v is not None}))
     if overrides:
         layers.append(("overrides", overrides if isinstance(overrides, Mapping) else parse_overrides(overrides)))
-    fields = _fields()
-    values: dict[str, Any] = {}
-    problems: list[str] = []
-    for origin, layer in layers:
-        for key, raw in layer.items():
-            if key not in fields:
-                close = difflib.get_close_matches(key, list(fields), n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
-                problems.append(f"{key}: unknown key (from {origin}){hint}")
-                continue
-            try:
-                values[key] = _coerce(key, raw)
-            except ValueError as e:
-                problems.append(f"{key}: {e} (got {raw!r} from {origin})")
+    values, problems = coerce_layers(QLoRAConfig, layers)
     if not problems:
         try:
             return QLoRAConfig(**values)

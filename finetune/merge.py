@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 
 from rag.errors import ModelNotFoundError, RagtuneError
-
-METADATA_FILE = "ragtune_adapter.json"
+from rag.llms.adapter_meta import ADAPTER_META
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,8 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def merge(adapter: str | Path, output: str | Path, base: str | None = None, dtype: str = "float32",
-          trust_remote_code: bool = False) -> Path:
+          trust_remote_code: bool = False, *, data_dir: str | Path) -> Path:
     """Merge ``adapter`` into its base and save model + tokenizer to ``output`` (safetensors).
+
+    ``base`` defaults to the one the adapter's metadata names; the packaged SmolLM2's dense weights
+    are cached under ``data_dir`` (the settings' data directory).
 
     Raises:
         ModelNotFoundError: the adapter folder or its base cannot be found.
@@ -41,24 +43,20 @@ def merge(adapter: str | Path, output: str | Path, base: str | None = None, dtyp
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from finetune.modeling import resolve_base
+
     adapter = Path(adapter)
     if not (adapter / "adapter_config.json").exists():
         raise ModelNotFoundError(f"no adapter in {adapter} (expected adapter_config.json from finetune.qlora)")
-    meta = json.loads((adapter / METADATA_FILE).read_text()) if (adapter / METADATA_FILE).exists() else {}
+    meta = json.loads((adapter / ADAPTER_META).read_text()) if (adapter / ADAPTER_META).exists() else {}
     if base is None:
         base = meta.get("base_model_path")
         if not base or not Path(base).exists():
-            from finetune.modeling import resolve_base
-            from rag.settings import load_settings
-
             spec = meta.get("base_model") or json.loads((adapter / "adapter_config.json").read_text()).get(
                 "base_model_name_or_path", "")
-            base = resolve_base(spec, load_settings().data_dir)
+            base = resolve_base(spec, data_dir)
     else:
-        from finetune.modeling import resolve_base
-        from rag.settings import load_settings
-
-        base = resolve_base(base, load_settings().data_dir)
+        base = resolve_base(base, data_dir)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype),
                                                  trust_remote_code=trust_remote_code)
     model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
@@ -75,8 +73,11 @@ def merge(adapter: str | Path, output: str | Path, base: str | None = None, dtyp
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from rag.settings import load_settings
+
     try:
-        out = merge(args.adapter, args.output, args.base, args.dtype, args.trust_remote_code)
+        out = merge(args.adapter, args.output, args.base, args.dtype, args.trust_remote_code,
+                    data_dir=load_settings().data_dir)
     except RagtuneError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

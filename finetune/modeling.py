@@ -18,7 +18,7 @@ def resolve_base(spec: str, data_dir: str | Path) -> str:
     Raises:
         ModelNotFoundError: a local-looking path that does not exist.
     """
-    from rag.models import dense_base_model, is_packaged_llm
+    from rag.model_paths import dense_base_model, is_packaged_llm
 
     spec = (spec or "").strip()
     spec = spec.removeprefix("hf:")

@@ -26,9 +26,12 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rag.errors import ConfigError, DataError, RagtuneError, redact
+
+if TYPE_CHECKING:
+    from rag.settings import Settings
 
 __all__ = [
     "QA",
@@ -37,6 +40,7 @@ __all__ = [
     "LLMGenerator",
     "SynthReport",
     "format_passages",
+    "read_chunks",
     "synthesize",
 ]
 
@@ -183,7 +187,8 @@ class SynthReport:
     skipped: int
 
 
-def _read_chunks(uri: str, limit: int) -> list[Any]:
+def read_chunks(uri: str, limit: int) -> list[Any]:
+    """Up to ``limit`` non-empty chunks of the store at ``uri``, in store order."""
     from rag.stores import open_store
 
     store = open_store(uri)
@@ -207,7 +212,7 @@ def synthesize(uri: str, output: str | Path, *, generator: Generator | None = No
         DataError: the store holds no chunks or no chunk yielded a question.
     """
     generator = generator or ExtractiveGenerator()
-    chunks = _read_chunks(uri, max_chunks)
+    chunks = read_chunks(uri, max_chunks)
     if not chunks:
         raise DataError(f"the store at {redact(uri)} holds no chunks: ingest documents first "
                         "(python -m ingest PATH --store URI)")
@@ -252,7 +257,7 @@ def synthesize(uri: str, output: str | Path, *, generator: Generator | None = No
     return SynthReport(str(out_path), written, len(chunks), skipped)
 
 
-def _resolve_llm(spec: str) -> Any:
+def _resolve_llm(spec: str, settings: Settings) -> Any:
     """An LLM object from ``rag.llms`` (optional: the chain's LLM registry may not exist yet)."""
     try:
         from rag import llms
@@ -260,9 +265,7 @@ def _resolve_llm(spec: str) -> Any:
         raise ConfigError(f"--llm {spec!r} needs rag.llms, which is not available: {e}") from e
     if not callable(getattr(llms, "open_llm", None)):
         raise ConfigError("rag.llms has no open_llm factory: pass an LLM object to LLMGenerator in Python")
-    from rag.settings import load_settings
-
-    return llms.open_llm(spec, load_settings())
+    return llms.open_llm(spec, settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -283,7 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Iterable[str] | None = None) -> int:
     args = build_parser().parse_args(list(argv) if argv is not None else None)
     try:
-        gen = LLMGenerator(_resolve_llm(args.llm)) if args.llm else ExtractiveGenerator()
+        if args.llm:
+            from rag.settings import load_settings
+
+            gen = LLMGenerator(_resolve_llm(args.llm, load_settings()))
+        else:
+            gen = ExtractiveGenerator()
         rep = synthesize(args.from_store, args.output, generator=gen, distractors=args.distractors,
                          max_examples=args.max_examples, seed=args.seed)
     except RagtuneError as e:

@@ -15,18 +15,22 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rag.cli import add_common, guarded, print_json, settings_from
+from rag.cli import ArgumentParser, add_common, guarded, print_json, settings_from
+from rag.settings import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ingest", description=__doc__,
+    p = ArgumentParser(prog="python -m ingest", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="*", metavar="PATH", help="files or folders to ingest (recursively)")
-    p.add_argument("--chunk-size", type=int, metavar="N", help="chunk size in characters (default 1000)")
-    p.add_argument("--chunk-overlap", type=int, metavar="N", help="overlap in characters (default 200)")
+    p.add_argument("--chunk-size", type=int, metavar="N", help=f"chunk size in characters (default {DEFAULT_CHUNK_SIZE})")
+    p.add_argument("--chunk-overlap", type=int, metavar="N", help=f"overlap in characters (default {DEFAULT_CHUNK_OVERLAP})")
     p.add_argument("--workers", type=int, metavar="N", help="parser processes (default 1; 0 = parse inline)")
     p.add_argument("--password", action="append", metavar="PW",
                    help="password to try on encrypted PDFs (repeatable)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="re-parse files whose failure is remembered (by default an unchanged file that failed "
+                        "is reported again without parsing)")
     p.add_argument("--copy-from", metavar="URI", help="copy another store's index (vectors included) into --store")
     p.add_argument("--report", metavar="FILE.md",
                    help="write a per-file report (pages, pages with text / OCR'd / without text, tables, chunks, "
@@ -41,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.paths and not args.copy_from:
-        parser.print_usage(sys.stderr)
         print("error: give at least one PATH (or --copy-from URI)", file=sys.stderr)
+        parser.print_usage(sys.stderr)
         return 2
     return guarded(lambda: _run(args))
 
@@ -58,7 +62,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.copy_from:
             return _copy(rag, args)
         progress = args.progress if args.progress is not None else (sys.stderr.isatty() and not args.json)
-        result = rag.ingest(args.paths, progress=progress)
+        result = rag.ingest(args.paths, progress=progress, retry_failed=args.retry_failed)
     rows = report_rows(result) if args.report else None
     if args.report:
         from pathlib import Path

@@ -15,8 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.stores import scheme_of
-from rag.stores.embedded import _path_of
+from rag.stores import local_path, scheme_of
 
 _COLS = "path, source, size, mtime_ns, hash, fingerprint, chunks, status, reason"
 
@@ -37,7 +36,7 @@ class Entry:
 def manifest_path(store_uri: str, data_dir: Path) -> Path:
     """The embedded store keeps its manifest in its folder; others get one under the data dir."""
     if scheme_of(store_uri) == "file":
-        return _path_of(store_uri) / "manifest.sqlite"
+        return local_path(store_uri) / "manifest.sqlite"
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", re.sub(r"//[^@/]*@", "//", store_uri))[:80]
     digest = hashlib.sha256(store_uri.encode()).hexdigest()[:10]
     return Path(data_dir) / "manifests" / f"{slug}-{digest}.sqlite"

@@ -12,18 +12,17 @@ import json
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingest.loaders import LoadError, load, supported
+from ingest.loaders import supported
 from ingest.manifest import Entry, Manifest, file_hash, manifest_path
-from ingest.splitter import TextPiece, split_document
-from rag.models import embedder_id_for
+from ingest.worker import ParseWorker, parse_file
+from rag.chunking import TextPiece, chunk_id, split_document
+from rag.embedders import embedder_id as spec_embedder_id
 from rag.settings import IngestSettings, Settings
 from rag.stores import SCHEMA_VERSION, VectorStore, check_info
 from rag.types import Chunk
@@ -100,105 +99,51 @@ def fingerprint(settings: Settings, embedder_id: str) -> str:
 def parse_fingerprint(settings: Settings, embedder_id: str) -> str:
     """What a failed file's verdict depends on: retry it when any of these change."""
     s = settings.ingest
-    key = json.dumps([sorted(s.passwords), s.max_file_mb, s.max_pages, s.file_timeout_s, s.ocr])
+    # "p2": verdicts from before parse workers ran as their own module may blame files for a
+    # worker that never started; they are re-parsed once.
+    key = json.dumps(["p2", sorted(s.passwords), s.max_file_mb, s.max_pages, s.file_timeout_s, s.ocr])
     return fingerprint(settings, embedder_id) + "|" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def chunk_id(source: str, index: int, text: str) -> str:
-    return hashlib.sha256(f"{source}\x00{index}\x00{text}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
-# -- parsing in a worker process --------------------------------------------------------------
-def _parse(path: str, settings: IngestSettings) -> tuple[str, Any]:
-    try:
-        doc = load(Path(path), settings)
-        pieces = split_document(doc, settings.chunk_size, settings.chunk_overlap)
-        return "ok", (doc, pieces)
-    except LoadError as e:
-        return "error", str(e)
-    except MemoryError:
-        return "error", "ran out of memory while parsing (lower ingest.max_pages or split the file)"
-    except Exception as e:  # noqa: BLE001 - any parser bug fails this file only
-        return "error", f"parser error: {e.__class__.__name__}: {str(e)[:200]}"
-
-
-def _exit_with(parent: int) -> None:
-    """Worker initializer: exit once the ingest process is gone. After a ``kill -9`` nothing else
-    ends a pool worker (it blocks on its task queue forever, and keeps the forkserver alive)."""
-    import threading
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            try:
-                os.kill(parent, 0)
-            except ProcessLookupError:
-                os._exit(0)
-            except OSError:
-                pass  # exists, owned by someone else: keep going
-
-    threading.Thread(target=watch, name="ragtune-parent-watch", daemon=True).start()
+# -- parsing in worker processes (ingest.worker) ------------------------------------------------
+# Looked up at call time, so tests can swap in a parser that hangs or crashes (it is sent to the
+# worker by reference, like any pickled function).
+_parse = parse_file
 
 
 class _Parser:
-    """Parses files ahead of the consumer, in a process pool when ``workers`` > 0."""
+    """Parses files ahead of the consumer: ``workers`` processes, one file each at a time, results
+    in the order the files were given; ``workers == 0`` parses inline."""
 
     def __init__(self, settings: IngestSettings):
         self.settings = settings
-        self.pool: ProcessPoolExecutor | None = None
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        import multiprocessing as mp
-
-        # forkserver: never fork a process that already runs torch threads.
-        return ProcessPoolExecutor(max_workers=self.settings.workers, mp_context=mp.get_context("forkserver"),
-                                   initializer=_exit_with, initargs=(os.getpid(),))
-
-    def _kill_pool(self) -> None:
-        if self.pool is not None:
-            for proc in list(getattr(self.pool, "_processes", {}).values()):
-                proc.kill()
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            self.pool = None
-
-    def _submit(self, path: str) -> Future:
-        try:
-            return self.pool.submit(_parse, path, self.settings)
-        except BrokenProcessPool as e:
-            # A file queued earlier crashed the worker: that file is blamed when its turn comes,
-            # then the pool is rebuilt and this one is sent again.
-            fut: Future = Future()
-            fut.set_exception(e)
-            return fut
 
     def run(self, paths: list[str]) -> Iterator[tuple[str, tuple[str, Any]]]:
         if self.settings.workers == 0:
             for p in paths:
                 yield p, _parse(p, self.settings)
             return
-        ahead = max(2, self.settings.workers + 1)
-        queue: list[tuple[str, Future]] = []
-        todo = list(paths)
+        todo = deque(paths)
+        idle = [ParseWorker() for _ in range(self.settings.workers)]
+        busy: deque[tuple[str, ParseWorker, float]] = deque()
+
+        def fill() -> None:
+            while todo and idle:
+                worker, path = idle.pop(), todo.popleft()
+                worker.submit(_parse, path, self.settings)
+                busy.append((path, worker, time.monotonic()))
+
         try:
-            while todo or queue:
-                if self.pool is None:
-                    self.pool = self._new_pool()
-                    queue = [(p, self._submit(p)) for p, _ in queue]
-                while todo and len(queue) < ahead:
-                    p = todo.pop(0)
-                    queue.append((p, self._submit(p)))
-                path, fut = queue.pop(0)
-                try:
-                    yield path, fut.result(timeout=self.settings.file_timeout_s)
-                except FutureTimeout:
-                    self._kill_pool()
-                    yield path, ("error", (f"parsing took over {self.settings.file_timeout_s:g} s "
-                                           "(raise ingest.file_timeout_s to allow more)"))
-                except BrokenProcessPool:
-                    self._kill_pool()
-                    yield path, ("error", "the parser crashed on this file (damaged PDF?)")
+            fill()
+            while busy:
+                path, worker, sent = busy.popleft()
+                outcome = worker.result(sent, self.settings.file_timeout_s)
+                idle.append(worker)
+                fill()  # the next file parses while the caller embeds this one
+                yield path, outcome
         finally:
-            self._kill_pool()
+            for worker in idle + [w for _, w, _ in busy]:
+                worker.close()
 
 
 # -- the pipeline -----------------------------------------------------------------------------
@@ -237,10 +182,12 @@ class Ingestor:
                 return candidate
         return real
 
-    def run(self, paths: Iterable[str | Path], *, on_file: Callable[[FileReport], None] | None = None) -> IngestResult:
+    def run(self, paths: Iterable[str | Path], *, on_file: Callable[[FileReport], None] | None = None,
+            retry_failed: bool = False) -> IngestResult:
+        """Ingest ``paths``; ``retry_failed`` re-parses files whose failure is remembered."""
         t0 = time.perf_counter()
         result = IngestResult()
-        embedder_id = self._embedder.id if self._embedder else embedder_id_for(self.settings.embedder)
+        embedder_id = self._embedder.id if self._embedder else spec_embedder_id(self.settings.embedder)
         info = self.store.get_info()
         if info and info.get("embedder") not in (None, embedder_id):
             check_info(self.store, {"embedder": embedder_id, "dim": info.get("dim")})
@@ -282,9 +229,10 @@ class Ingestor:
                         old.size, old.mtime_ns = st.st_size, st.st_mtime_ns
                         self.manifest.put(old)
                 if same and old.status == "failed":
-                    self._fail(result, path, source, old.reason, on_file)  # same bytes, same verdict
-                    continue
-                if same:
+                    if not retry_failed:
+                        self._fail(result, path, source, old.reason, on_file)  # same bytes, same verdict
+                        continue
+                elif same:
                     self._unchanged(result, real, source, old, on_file)
                     continue
             work.append((path, source, old, "", st))
@@ -320,7 +268,9 @@ class Ingestor:
             for path_str, (status, payload) in _Parser(self.settings.ingest).run(list(by_path)):
                 path, source, old, st = by_path[path_str]
                 real = str(path.resolve())
-                if status != "ok":
+                if status == "transient":  # not the file's fault: touch nothing, retry next run
+                    self._fail(result, path, source, payload, on_file)
+                elif status != "ok":
                     self._fail(result, path, source, payload, on_file)
                     # A file that was ingested before but now fails keeps nothing stale.
                     if old is not None and old.status != "failed":

@@ -12,11 +12,11 @@ import logging as _logging
 # (and that package would fetch from a model hub at run time, which we never do).
 _logging.getLogger("bitsandbytes").setLevel(_logging.ERROR)
 
-from rag.errors import ConfigError  # noqa: E402, RagtuneError, StoreError
+from rag.errors import ConfigError, RagtuneError, StoreError  # noqa: E402
 from rag.settings import Settings, load_settings  # noqa: E402
-from rag.types import Chunk, Document, Filter, Hit, Page  # noqa: E402
+from rag.types import Answer, Chunk, Document, Filter, Hit, Page, Source  # noqa: E402
 
-__all__ = ["RAG", "Settings", "load_settings", "Chunk", "Document", "Filter", "Hit", "Page",
+__all__ = ["RAG", "Settings", "load_settings", "Answer", "Chunk", "Document", "Filter", "Hit", "Page", "Source",
            "RagtuneError", "ConfigError", "StoreError"]
 
 

@@ -14,7 +14,7 @@ import argparse
 import importlib
 import sys
 
-from rag.cli import guarded
+from rag.cli import ArgumentParser, guarded
 
 # name -> module under rag.commands (each has HELP, add_arguments(parser), run(args) -> int)
 COMMANDS: dict[str, str] = {
@@ -26,7 +26,7 @@ COMMANDS: dict[str, str] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rag", description=__doc__,
+    parser = ArgumentParser(prog="python -m rag", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():

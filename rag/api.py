@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.errors import redact
+from rag.errors import ConfigError, DataError, redact
 from rag.settings import Settings, load_settings
 from rag.stores import SCHEMA_VERSION, VectorStore, check_info, open_store
 from rag.types import Chunk, Filter, Hit
@@ -94,8 +94,13 @@ class RAG:
             return self._llm
 
     # -- ingest -------------------------------------------------------------------------------
-    def ingest(self, paths: Iterable[str | Path], *, progress: bool | None = False, on_file=None):
+    def ingest(self, paths: Iterable[str | Path], *, progress: bool | None = False, on_file=None,
+               retry_failed: bool = False):
         """Ingest files and folders (the same pipeline as ``python -m ingest``).
+
+        Works from a plain script without a ``__main__`` guard, a notebook or a web app: parse
+        workers are started as their own module. ``retry_failed`` re-parses files whose earlier
+        failure is remembered (they are otherwise reported again until they change).
 
         Returns:
             ``ingest.pipeline.IngestResult`` (``.summary()`` is the CLI's ``--json`` object).
@@ -105,7 +110,7 @@ class RAG:
         with self._lock:
             ing = Ingestor(self.settings, self.store, lambda: self.embedder, progress=progress)
             try:
-                return ing.run(list(paths), on_file=on_file)
+                return ing.run(list(paths), on_file=on_file, retry_failed=retry_failed)
             finally:
                 ing.close()
 
@@ -114,18 +119,19 @@ class RAG:
         """Add raw texts (e.g. a JSONL corpus). Each metadata may carry ``source`` and ``page``.
 
         Texts are stored as given unless ``split`` is true (then chunked like files).
-        """
-        from ingest.pipeline import chunk_id
-        from ingest.splitter import split_text
 
-        metadatas = list(metadatas) if metadatas is not None else [{} for _ in texts]
-        if len(metadatas) != len(texts):
-            raise ValueError(f"{len(texts)} texts but {len(metadatas)} metadatas")
+        Raises:
+            DataError: an empty text, a page that is not a whole number, lengths that differ;
+                naming the index and field. Nothing is stored then.
+        """
+        from rag.chunking import chunk_id, split_text
+
+        texts, metadatas = _check_texts(texts, metadatas, ids)
         chunks: list[Chunk] = []
         for i, (text, meta) in enumerate(zip(texts, metadatas)):
             meta = dict(meta)
             source = str(meta.pop("source", ids[i] if ids else f"text-{i}"))
-            page = int(meta.pop("page", 0))
+            page = meta.pop("page", 0)
             parts = [p for p, _ in split_text(text, self.settings.ingest.chunk_size,
                                               self.settings.ingest.chunk_overlap)] if split else [text]
             for j, part in enumerate(parts):
@@ -148,25 +154,53 @@ class RAG:
     # -- retrieval ----------------------------------------------------------------------------
     def retrieve(self, question: str, k: int | None = None, mode: str | None = None,
                  filter: Filter | dict[str, Any] | None = None, **kw: Any) -> list[Hit]:
-        """Top-k passages for a question: ``mode`` is dense, bm25, hybrid or mmr."""
-        if isinstance(filter, dict):
-            filter = Filter(**filter)
-        return self.retriever.retrieve(question, k=k, mode=mode, filter=filter, **kw)
+        """Top-k passages for a question: ``mode`` is dense, bm25, hybrid or mmr.
+
+        Raises:
+            ConfigError: a blank question, ``k``/``fetch_k`` not in 1..1000, an unknown mode.
+        """
+        self._check(question, k, mode, kw.get("fetch_k"))
+        return self.retriever.retrieve(question, k=k, mode=mode, filter=_as_filter(filter), **kw)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         return self.embedder.embed(texts)
+
+    def as_langchain_retriever(self, k: int | None = None, mode: str | None = None,
+                               filter: Filter | dict[str, Any] | None = None):
+        """This RAG's retrieval as a LangChain ``BaseRetriever`` (see ``rag.interop``, docs/interop.md).
+
+        Raises:
+            ConfigError: a bad ``k`` or ``mode``, refused now rather than at the first query.
+            MissingDependencyError: ``langchain-core`` is not installed.
+        """
+        from rag.interop import as_langchain_retriever
+
+        return as_langchain_retriever(self, k=k, mode=mode, filter=filter)
+
+    def as_llamaindex_retriever(self, k: int | None = None, mode: str | None = None,
+                                filter: Filter | dict[str, Any] | None = None):
+        """This RAG's retrieval as a LlamaIndex ``BaseRetriever`` (see ``rag.interop``, docs/interop.md).
+
+        Raises:
+            ConfigError: a bad ``k`` or ``mode``, refused now rather than at the first query.
+            MissingDependencyError: ``llama-index-core`` is not installed.
+        """
+        from rag.interop import as_llamaindex_retriever
+
+        return as_llamaindex_retriever(self, k=k, mode=mode, filter=filter)
 
     # -- generation (rag.chain) ---------------------------------------------------------------
     def ask(self, question: str, k: int | None = None, mode: str | None = None,
             filter: Filter | dict[str, Any] | None = None, history: list[dict[str, str]] | None = None,
             **gen: Any):
-        """Answer with citations. Returns ``rag.chain.Answer``.
+        """Answer with citations. Returns ``rag.Answer``.
 
         ``history`` (earlier turns) makes the question a follow-up: it is rewritten into a
         standalone question before retrieval. ``gen``: temperature, top_p, max_new_tokens, stop.
         """
         from rag import chain
 
+        self._check(question, k, mode)
         return chain.answer(question, retrieve=self._retrieve_fn(k, mode, filter), llm=self.llm,
                             settings=self.settings, history=history, **gen)
 
@@ -180,16 +214,24 @@ class RAG:
         """
         from rag import chain
 
+        self._check(question, k, mode)
         return chain.stream(question, retrieve=self._retrieve_fn(k, mode, filter), llm=self.llm,
                             settings=self.settings, history=history, **gen)
 
     def chat(self, message: str, history: list[dict[str, str]] | None = None, **kw: Any):
         """One chat turn: the follow-up is rewritten into a standalone question first.
 
-        Returns ``rag.chain.Answer``; append ``{"role": "user", "content": message}`` and
+        Returns ``rag.Answer``; append ``{"role": "user", "content": message}`` and
         ``{"role": "assistant", "content": answer.text}`` to the history for the next turn.
         """
         return self.ask(message, history=list(history or []), **kw)
+
+    def _check(self, question: Any, k: Any, mode: Any, fetch_k: Any = None) -> None:
+        """Validate a request before anything is loaded (the same rules on every route)."""
+        from rag.retrieval import check_question, check_retrieval
+
+        check_question(question)
+        check_retrieval(k, mode, fetch_k, self.settings.retrieval)
 
     def _retrieve_fn(self, k: int | None, mode: str | None, filter: Filter | dict[str, Any] | None):
         return lambda q: self.retrieve(q, k=k, mode=mode, filter=filter)
@@ -224,3 +266,38 @@ class RAG:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _as_filter(filter: Filter | dict[str, Any] | None) -> Filter | None:
+    if not isinstance(filter, dict):
+        return filter
+    try:
+        return Filter(**filter)
+    except TypeError as e:
+        raise ConfigError(f"filter: {e} (known fields: source, page_min, page_max)") from None
+
+
+def _check_texts(texts: Sequence[str], metadatas: Sequence[dict[str, Any]] | None,
+                 ids: Sequence[str] | None) -> tuple[list[str], list[dict[str, Any]]]:
+    """Validate ``add_texts`` input as a whole before anything is embedded or stored."""
+    if isinstance(texts, str):
+        raise DataError("texts: expected a list of strings, got one string (wrap it in a list)")
+    texts = list(texts)
+    metadatas = list(metadatas) if metadatas is not None else [{} for _ in texts]
+    if len(metadatas) != len(texts):
+        raise DataError(f"metadatas: {len(texts)} texts but {len(metadatas)} metadatas")
+    if ids is not None and len(ids) != len(texts):
+        raise DataError(f"ids: {len(texts)} texts but {len(ids)} ids")
+    out: list[dict[str, Any]] = []
+    for i, (text, meta) in enumerate(zip(texts, metadatas)):
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"texts[{i}]: empty or not a string; every text needs some words")
+        if not isinstance(meta, dict):
+            raise DataError(f"metadatas[{i}]: expected an object, got {type(meta).__name__}")
+        page = meta.get("page", 0)
+        if isinstance(page, str) and page.strip().isdigit():
+            page = int(page)
+        if isinstance(page, bool) or not isinstance(page, int) or page < 0:
+            raise DataError(f"metadatas[{i}].page: {page!r} is not a page number (a whole number >= 0)")
+        out.append({**meta, "page": page})
+    return texts, out

@@ -24,10 +24,9 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rag.types import Hit
+from rag.types import Answer, Hit, Source
 
 __all__ = [
     "NO_PASSAGES_ANSWER",
@@ -61,69 +60,6 @@ REWRITE_SYSTEM = (
 MAX_HISTORY_MESSAGES = 6
 MAX_HISTORY_CHARS = 600
 PROMPT_MARGIN = 32  # tokens the chat template adds around messages (role markers, BOS/EOS)
-
-
-@dataclass(slots=True)
-class Source:
-    """A passage handed to the LLM, numbered as in the prompt."""
-
-    n: int
-    source: str
-    page: int
-    score: float
-    text: str
-    cited: bool = False
-    id: str = ""
-    implicit: bool = False  # the top passage attached because the model cited nothing
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_hit(cls, n: int, hit: Hit) -> Source:
-        return cls(n=n, source=hit.source, page=hit.page, score=float(hit.score), text=hit.text, id=hit.id,
-                   metadata=dict(hit.metadata))
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["score"] = round(self.score, 6)
-        return d
-
-
-@dataclass(slots=True)
-class Answer:
-    """What :func:`answer` returns: the text, its sources and what citation checking found."""
-
-    text: str
-    sources: list[Source]
-    citations: list[int] = field(default_factory=list)          # valid passage numbers cited, in order
-    invalid_citations: list[int] = field(default_factory=list)  # numbers with no passage behind them
-    unsupported: list[dict[str, Any]] = field(default_factory=list)  # {"sentence", "citations"}
-    flags: list[str] = field(default_factory=list)  # no_citations, declined, invalid_citations, ...
-    question: str = ""
-    standalone_question: str = ""
-    timings: dict[str, float] = field(default_factory=dict)     # seconds per step
-    tokens: dict[str, int] = field(default_factory=dict)        # prompt, completion, context_window
-    dropped: int = 0  # retrieved passages that did not fit the context window
-
-    @property
-    def cited_sources(self) -> list[Source]:
-        return [s for s in self.sources if s.cited]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "answer": self.text,
-            "sources": [{"n": s.n, "source": s.source, "page": s.page, "score": round(s.score, 6),
-                         "text": s.text, "cited": s.cited, "implicit": s.implicit, "id": s.id}
-                        for s in self.sources],
-            "citations": list(self.citations),
-            "invalid_citations": list(self.invalid_citations),
-            "unsupported": list(self.unsupported),
-            "flags": list(self.flags),
-            "question": self.question,
-            "standalone_question": self.standalone_question,
-            "timings": {k: round(v, 4) for k, v in self.timings.items()},
-            "tokens": dict(self.tokens),
-            "dropped": self.dropped,
-        }
 
 
 # --- prompt -----------------------------------------------------------------------------------
@@ -384,16 +320,19 @@ class StreamingAnswer:
         if self._answer is not None:
             return
         first = True
-        for piece in self._pieces:
+        pieces = iter(self._pieces)
+        while True:
+            try:
+                piece = next(pieces)
+            except StopIteration as done:  # a backend's stream returns its finish reason
+                reason = done.value
+                break
             if first:
                 self._state["timings"]["first_token_s"] = time.perf_counter() - self._state["t0"]
                 first = False
             self._parts.append(piece)
             yield piece
-        self._finish()
-
-    def _finish(self) -> None:
-        self._answer = _finish(self._state, "".join(self._parts))
+        self._answer = _finish(self._state, "".join(self._parts), reason)
 
     @property
     def answer(self) -> Answer:
@@ -429,7 +368,16 @@ def _prepare(question: str, retrieve: Retrieve, llm: Any, settings: Any, history
     return state
 
 
-def _finish(state: dict[str, Any], text: str) -> Answer:
+def _finish_reason(reported: str | None, tokens: dict[str, int], max_new_tokens: int) -> str:
+    """The backend's own finish reason (llama.cpp, transformers and OpenAI report it exactly); for
+    a backend that does not, 'length' when the answer took every token it was allowed (an
+    estimate: its text is re-tokenised, and stripped)."""
+    if reported:
+        return reported
+    return "length" if tokens.get("completion", 0) >= max_new_tokens else "stop"
+
+
+def _finish(state: dict[str, Any], text: str, reported_finish: str | None = None) -> Answer:
     llm, timings = state["llm"], state["timings"]
     timings["generate_s"] = time.perf_counter() - state["gen_start"]
     timings["total_s"] = time.perf_counter() - state["t0"]
@@ -461,7 +409,8 @@ def _finish(state: dict[str, Any], text: str) -> Answer:
     return Answer(text=text, sources=sources, citations=check["citations"], invalid_citations=check["invalid"],
                   unsupported=check["unsupported"], flags=flags, question=state["question"],
                   standalone_question=state["standalone"], timings=timings, tokens=tokens,
-                  dropped=state["dropped"])
+                  dropped=state["dropped"], finish_reason="stop" if state["fixed_text"] is not None else
+                  _finish_reason(reported_finish, tokens, state["opts"]["max_new_tokens"]))
 
 
 def stream(question: str, *, retrieve: Retrieve, llm: Any, settings: Any = None,
@@ -492,4 +441,4 @@ def answer(question: str, *, retrieve: Retrieve, llm: Any, settings: Any = None,
     state["gen_start"] = time.perf_counter()
     text = llm.generate(state["messages"], **state["opts"])
     state["timings"]["first_token_s"] = time.perf_counter() - state["t0"]
-    return _finish(state, text)
+    return _finish(state, text, getattr(text, "finish_reason", None))

@@ -12,6 +12,16 @@ from typing import Any
 from rag.errors import ConfigError, RagtuneError, redact
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error prints its one ``error:`` line first (then the usage) and
+    exits 2, like every other ragtune error."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        print(f"error: {message}", file=sys.stderr)
+        self.print_usage(sys.stderr)
+        sys.exit(2)
+
+
 def add_common(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
     g = parser.add_argument_group("common options")
     g.add_argument("--config", metavar="FILE", help="settings file (default: ./ragtune.toml if present)")

@@ -37,7 +37,7 @@ class MissingDependencyError(RagtuneError):
         self.extra = extra
 
 
-class DataError(RagtuneError):
+class DataError(RagtuneError, ValueError):
     """Malformed input data (JSONL rows, documents): names the file, line and field."""
 
 

@@ -14,11 +14,38 @@ from typing import Any
 
 import numpy as np
 
+from rag.errors import ConfigError
 from rag.settings import RetrievalSettings
 from rag.stores import VectorStore
-from rag.types import Filter, Hit
+from rag.types import MODES, Filter, Hit
 
-MODES = ("dense", "bm25", "hybrid", "mmr")
+MAX_K = 1000  # passages per request; more is a mistake (or an attempt to dump the index)
+
+
+def check_question(question: Any) -> str:
+    """The question, or a ConfigError naming what is wrong (every route calls this first)."""
+    if not isinstance(question, str):
+        raise ConfigError(f"question: expected a string, got {type(question).__name__}")
+    if not question.strip():
+        raise ConfigError("question: empty or whitespace only; ask something")
+    return question
+
+
+def check_retrieval(k: Any, mode: Any, fetch_k: Any, settings: RetrievalSettings) -> tuple[int, str, int]:
+    """``k``, ``mode`` and ``fetch_k`` with defaults from settings, validated once for every caller.
+
+    Raises:
+        ConfigError: naming the argument, its value and what is accepted.
+    """
+    k = settings.k if k is None else k
+    mode = settings.mode if mode is None else mode
+    fetch_k = settings.fetch_k if fetch_k is None else fetch_k
+    for name, value in (("k", k), ("fetch_k", fetch_k)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_K:
+            raise ConfigError(f"{name}: {value!r} is not a number of passages (an integer from 1 to {MAX_K})")
+    if mode not in MODES:
+        raise ConfigError(f"mode: unknown retrieval mode {mode!r} (known: {', '.join(MODES)})")
+    return k, mode, fetch_k
 
 
 class BM25Index:
@@ -136,15 +163,11 @@ class Retriever:
         self._reranker = None
 
     def retrieve(self, query: str, k: int | None = None, mode: str | None = None,
-                 filter: Filter | None = None, fusion: str = "mix") -> list[Hit]:
+                 filter: Filter | None = None, fusion: str = "mix", fetch_k: int | None = None) -> list[Hit]:
         s = self.settings
-        k = k or s.k
-        mode = mode or s.mode
-        if mode not in MODES:
-            from rag.errors import ConfigError
-
-            raise ConfigError(f"unknown retrieval mode '{mode}' (known: {', '.join(MODES)})")
-        fetch = max(s.fetch_k, k)
+        check_question(query)
+        k, mode, fetch_k = check_retrieval(k, mode, fetch_k, s)
+        fetch = max(fetch_k, k)
         if mode == "dense":
             hits = self.store.search(self.embedder.embed_query(query), fetch if s.reranker else k, filter)
         elif mode == "bm25":
@@ -204,7 +227,7 @@ class Retriever:
         if self._reranker is None:
             from sentence_transformers import CrossEncoder
 
-            from rag.models import resolve_embedder
+            from rag.model_paths import resolve_embedder
 
             self._reranker = CrossEncoder(resolve_embedder(self.settings.reranker), device="cpu")
         scores = self._reranker.predict([(query, h.text) for h in hits], show_progress_bar=False)

@@ -17,10 +17,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rag.errors import ConfigError
+from rag.types import RetrievalMode
 
 ENV_PREFIX = "RAGTUNE_"
 DEFAULT_CONFIG_FILE = "ragtune.toml"
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+DEFAULT_CHUNK_SIZE = 1000    # characters; the splitter, CLIs and the closed loop take these from here
+DEFAULT_CHUNK_OVERLAP = 200
 
 
 class _Section(BaseModel):
@@ -28,8 +31,8 @@ class _Section(BaseModel):
 
 
 class IngestSettings(_Section):
-    chunk_size: int = Field(1000, gt=0, description="Target chunk size in characters.")
-    chunk_overlap: int = Field(200, ge=0, description="Characters shared by neighbouring chunks.")
+    chunk_size: int = Field(DEFAULT_CHUNK_SIZE, gt=0, description="Target chunk size in characters.")
+    chunk_overlap: int = Field(DEFAULT_CHUNK_OVERLAP, ge=0, description="Characters shared by neighbouring chunks.")
     batch_size: int = Field(64, gt=0, description="Chunks embedded per batch.")
     max_file_mb: float = Field(200.0, gt=0, description="Files larger than this are skipped (raise to allow).")
     max_pages: int = Field(5000, gt=0, description="PDFs with more pages are truncated to this many, with a warning.")
@@ -41,7 +44,7 @@ class IngestSettings(_Section):
 
 
 class RetrievalSettings(_Section):
-    mode: Literal["dense", "bm25", "hybrid", "mmr"] = Field("hybrid", description="Retrieval method.")
+    mode: RetrievalMode = Field("hybrid", description="Retrieval method.")
     k: int = Field(5, gt=0, description="Passages handed to the LLM.")
     fetch_k: int = Field(30, gt=0, description="Candidates fetched per method before fusion / MMR.")
     mmr_lambda: float = Field(0.5, ge=0, le=1, description="MMR trade-off: 1 = relevance only, 0 = diversity only.")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, get_args
+
+# The retrieval methods, in one place: settings, CLIs, the server and the UI take them from here.
+RetrievalMode = Literal["dense", "bm25", "hybrid", "mmr"]
+MODES: tuple[str, ...] = get_args(RetrievalMode)
 
 
 @dataclass(slots=True)
@@ -90,3 +94,68 @@ class Hit:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "source": self.source, "page": self.page, "score": round(self.score, 6),
                 "text": self.text, "chunk_index": self.chunk_index, "metadata": self.metadata}
+
+
+@dataclass(slots=True)
+class Source:
+    """A passage handed to the LLM, numbered as in the prompt."""
+
+    n: int
+    source: str
+    page: int
+    score: float
+    text: str
+    cited: bool = False
+    id: str = ""
+    implicit: bool = False  # the top passage attached because the model cited nothing
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_hit(cls, n: int, hit: Hit) -> "Source":
+        return cls(n=n, source=hit.source, page=hit.page, score=float(hit.score), text=hit.text, id=hit.id,
+                   metadata=dict(hit.metadata))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["score"] = round(self.score, 6)
+        return d
+
+
+@dataclass(slots=True)
+class Answer:
+    """What :func:`answer` returns: the text, its sources and what citation checking found."""
+
+    text: str
+    sources: list[Source]
+    citations: list[int] = field(default_factory=list)          # valid passage numbers cited, in order
+    invalid_citations: list[int] = field(default_factory=list)  # numbers with no passage behind them
+    unsupported: list[dict[str, Any]] = field(default_factory=list)  # {"sentence", "citations"}
+    flags: list[str] = field(default_factory=list)  # no_citations, declined, invalid_citations, ...
+    question: str = ""
+    standalone_question: str = ""
+    timings: dict[str, float] = field(default_factory=dict)     # seconds per step
+    tokens: dict[str, int] = field(default_factory=dict)        # prompt, completion, context_window
+    dropped: int = 0  # retrieved passages that did not fit the context window
+    finish_reason: str = "stop"  # "length": max_new_tokens cut the answer (OpenAI's names)
+
+    @property
+    def cited_sources(self) -> list[Source]:
+        return [s for s in self.sources if s.cited]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "answer": self.text,
+            "sources": [{"n": s.n, "source": s.source, "page": s.page, "score": round(s.score, 6),
+                         "text": s.text, "cited": s.cited, "implicit": s.implicit, "id": s.id}
+                        for s in self.sources],
+            "citations": list(self.citations),
+            "invalid_citations": list(self.invalid_citations),
+            "unsupported": list(self.unsupported),
+            "flags": list(self.flags),
+            "question": self.question,
+            "standalone_question": self.standalone_question,
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "tokens": dict(self.tokens),
+            "dropped": self.dropped,
+            "finish_reason": self.finish_reason,
+        }

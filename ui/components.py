@@ -19,10 +19,11 @@ from typing import Any
 import streamlit as st
 
 from rag.errors import RagtuneError, redact
+from rag.llms.adapter_meta import ADAPTER_META
 from rag.settings import Settings, load_settings
+from rag.types import MODES
 
 UPLOAD_TYPES = ("pdf", "txt", "md")
-MODES = ("hybrid", "dense", "bm25", "mmr")
 PACKAGED = "SmolLM2-135M-Instruct (packaged, local)"
 HOSTED = "OpenAI-compatible API (openai:)"
 CUSTOM = "Custom spec"
@@ -97,7 +98,7 @@ def _adapter_files(data_dir: Path) -> list[dict[str, Any]]:
     import json
 
     rows = []
-    for f in sorted((data_dir / "adapters").glob("**/ragtune_adapter.json")):
+    for f in sorted((data_dir / "adapters").glob(f"**/{ADAPTER_META}")):
         try:
             meta = json.loads(f.read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rag.llms.adapter_meta import ADAPTER_META
+
 SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".pytest_cache", ".hypothesis",
              "site-packages", "cache", "index"}
 
@@ -76,6 +78,6 @@ def plots(folder: Path, summary: dict[str, Any]) -> list[Path]:
 def adapter_metadata(path: str | Path) -> dict[str, Any]:
     """The full ``ragtune_adapter.json`` of an adapter folder ({} when absent or unreadable)."""
     try:
-        return json.loads((Path(path) / "ragtune_adapter.json").read_text(encoding="utf-8"))
+        return json.loads((Path(path) / ADAPTER_META).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingest.splitter import SECTIONS_KEY
+from rag.chunking import SECTIONS_KEY
 
 
 class Outline:

@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from rag.cli import add_common, print_json, settings_from
+from rag.types import MODES
 
 HELP = "answer a question from the index, citing numbered sources"
 
@@ -22,7 +23,7 @@ def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--llm", metavar="SPEC", help="LLM spec: '' (packaged SmolLM2), hf:ID[+adapter:DIR], "
                                                  "gguf:PATH, openai:MODEL (see docs/llms.md)")
     g.add_argument("--k", type=int, metavar="N", help="passages handed to the LLM (default: settings, 5)")
-    g.add_argument("--mode", choices=["dense", "bm25", "hybrid", "mmr"], help="retrieval method")
+    g.add_argument("--mode", choices=MODES, help="retrieval method")
     g.add_argument("--source", metavar="FILE", help="only passages from this source")
     g.add_argument("--max-new-tokens", type=int, metavar="N", help="token limit for the answer")
     g.add_argument("--temperature", type=float, metavar="T", help="0 = greedy (default)")
@@ -84,9 +85,11 @@ def print_notes(answer, out=None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rag.api import RAG
+    from rag.stores import require_index
 
     settings = settings_from(args, **llm_flags(args))
     flt = {"source": args.source} if args.source else None
+    require_index(settings.store_uri)  # a read-only command creates nothing
     with RAG(settings=settings) as rag:
         if args.json or args.no_stream:
             answer = rag.ask(args.question, filter=flt)

@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, stdin=None, stdout=None) -> int:
     from rag.api import RAG
+    from rag.stores import require_index
 
     stdin = stdin or sys.stdin
     out = stdout or sys.stdout
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace, stdin=None, stdout=None) -> int:
     flt = {"source": args.source} if args.source else None
     history: list[dict[str, str]] = []
     last = None
+    require_index(settings.store_uri)  # a read-only command creates nothing
     with RAG(settings=settings) as rag:
         if interactive:
             print("Ask a question (/exit to leave, /reset to start over, /sources for the last sources).",

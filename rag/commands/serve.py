@@ -13,9 +13,12 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
 import sys
 
 from rag.cli import add_common, settings_from
+from rag.errors import RagtuneError
 
 HELP = "serve the HTTP API (REST + OpenAI-compatible /v1/chat/completions)"
 
@@ -30,6 +33,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common(parser, json_flag=False)
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind now, so a taken port is one ``error:`` line before anything claims to be serving
+    (left to uvicorn, it is a logged traceback-less error *after* our "serving on" line).
+
+    Raises:
+        RagtuneError: the address cannot be bound (exit 1: the command was right, the machine
+            is not ready for it).
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: rebind right after a stop
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        hint = ("another program is listening there: stop it or pick another --port"
+                if e.errno == errno.EADDRINUSE
+                else "check --host (an address of this machine, e.g. 127.0.0.1) and --port")
+        raise RagtuneError(f"cannot listen on {host}:{port}: {e.strerror or e}; {hint}") from None
+    return sock
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -42,15 +66,17 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from(args, **{"server.host": args.host, "server.port": args.port,
                                       "llm.spec": args.llm, "server.max_request_bytes": args.max_request_bytes})
-    rag = RAG(settings=settings)
-    app = create_app(rag, ingest_root=args.ingest_root)
     host, port = settings.server.host, settings.server.port
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: listening on {host}: anyone who can reach this machine can query the index",
-              file=sys.stderr)
-    print(f"serving on http://{host}:{port} (docs at /docs)", file=sys.stderr)
+    sock = _listen(host, port)
+    rag = RAG(settings=settings)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        app = create_app(rag, ingest_root=args.ingest_root)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            print(f"warning: listening on {host}: anyone who can reach this machine can query the index",
+                  file=sys.stderr)
+        print(f"serving on http://{host}:{port} (docs at /docs)", file=sys.stderr)
+        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run(sockets=[sock])
     finally:
+        sock.close()
         rag.close()
     return 0

@@ -15,8 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rag.api import RAG
+    from rag.stores import require_index
 
-    with RAG(settings=settings_from(args)) as rag:
+    settings = settings_from(args)
+    require_index(settings.store_uri)  # a read-only command creates nothing
+    with RAG(settings=settings) as rag:
         stats = rag.stats()
     if args.json:
         print_json(stats)

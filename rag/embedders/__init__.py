@@ -40,12 +40,31 @@ def _load(target: str):
     return getattr(importlib.import_module(module), name)
 
 
-def open_embedder(spec: str, *, device: str = "cpu", precision: str = "auto") -> Embedder:
-    """Open the embedder a spec names. ``precision`` reaches other backends only when not the default."""
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``'st:NAME'`` -> ``('st', 'NAME')``; a bare name or path is sentence-transformers'.
+
+    Raises:
+        ConfigError: an unknown prefix (the message lists the known ones).
+    """
     prefix, sep, rest = spec.partition(":")
     if sep and prefix in REGISTRY:
-        options = {"precision": precision} if prefix == "st" or precision != "auto" else {}
-        return _load(REGISTRY[prefix])(rest, device=device, **options)
+        return prefix, rest
     if sep and len(prefix) > 1 and not prefix.startswith(("/", ".")) and "/" not in prefix:
         raise ConfigError(f"unknown embedder prefix '{prefix}' in '{spec}' (known: {', '.join(sorted(REGISTRY))})")
-    return _load(REGISTRY["st"])(spec, device=device, precision=precision)
+    return "st", spec
+
+
+def embedder_id(spec: str) -> str:
+    """The id an index records for ``spec``, without loading the model: the same string the
+    opened embedder reports as ``.id`` (``st:all-MiniLM-L6-v2`` and ``all-MiniLM-L6-v2`` are one)."""
+    from rag.model_paths import embedder_id_for
+
+    prefix, rest = parse_spec(spec)
+    return embedder_id_for(rest) if prefix == "st" else spec
+
+
+def open_embedder(spec: str, *, device: str = "cpu", precision: str = "auto") -> Embedder:
+    """Open the embedder a spec names. ``precision`` reaches other backends only when not the default."""
+    prefix, rest = parse_spec(spec)
+    options = {"precision": precision} if prefix == "st" or precision != "auto" else {}
+    return _load(REGISTRY[prefix])(rest, device=device, **options)

@@ -9,7 +9,7 @@ from functools import lru_cache
 import numpy as np
 
 from rag.errors import ModelNotFoundError
-from rag.models import embedder_id_for, resolve_embedder
+from rag.model_paths import embedder_id_for, resolve_embedder
 
 
 PRECISIONS = ("auto", "float32", "bfloat16")

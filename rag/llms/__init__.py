@@ -21,10 +21,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 from rag.errors import ConfigError, MissingDependencyError, redact
-from rag.models import is_packaged_llm
+from rag.model_paths import is_packaged_llm
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
 
@@ -33,6 +33,7 @@ __all__ = [
     "LLM",
     "REGISTRY",
     "BaseLLM",
+    "Completion",
     "Message",
     "default_backend",
     "open_llm",
@@ -41,6 +42,23 @@ __all__ = [
 ]
 
 ADAPTER_MARK = "+adapter:"
+
+
+class Completion(str):
+    """Generated text that also says why generation ended, in OpenAI's words: ``"stop"`` (the
+    model ended it or a stop string matched) or ``"length"`` (``max_new_tokens`` cut it).
+
+    A ``str``, so callers that only want the text change nothing. Backends return it from
+    ``generate``, and ``stream`` returns the same reason as its generator's return value (what
+    ``yield from`` gives back); a backend that cannot tell returns a plain ``str`` / ``None``.
+    """
+
+    finish_reason: str | None
+
+    def __new__(cls, text: str, finish_reason: str | None = None) -> Self:
+        self = super().__new__(cls, text)
+        self.finish_reason = finish_reason
+        return self
 
 
 @runtime_checkable
@@ -54,10 +72,12 @@ class LLM(Protocol):
         """Tokens ``text`` takes in this model (exact for local models, estimated for APIs)."""
 
     def generate(self, messages: list[Message], **opts: Any) -> str:
-        """One chat completion. ``opts``: temperature, top_p, max_new_tokens, stop."""
+        """One chat completion (a :class:`Completion` when the backend knows why it ended).
+        ``opts``: temperature, top_p, max_new_tokens, stop."""
 
     def stream(self, messages: list[Message], **opts: Any) -> Iterator[str]:
-        """The same completion as text pieces, as they are produced."""
+        """The same completion as text pieces, as they are produced; the generator may return
+        the finish reason (see :class:`Completion`)."""
 
     def complete(self, prompt: str, **opts: Any) -> str:
         """Convenience: ``generate`` with one user message."""
@@ -89,7 +109,9 @@ class BaseLLM:
         return self.generate([{"role": "user", "content": prompt}], **opts)
 
     def stream(self, messages: list[Message], **opts: Any) -> Iterator[str]:
-        yield self.generate(messages, **opts)
+        text = self.generate(messages, **opts)
+        yield text
+        return getattr(text, "finish_reason", None)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -161,7 +183,7 @@ def open_llm(spec: str, settings: Any, *, env: Mapping[str, str] | None = None) 
     prefix, rest = _split(spec or "")
     if prefix == "":
         if default_backend() == "gguf":
-            from rag.models import packaged_smollm2_gguf
+            from rag.model_paths import packaged_smollm2_gguf
 
             prefix, rest = "gguf", str(packaged_smollm2_gguf())
         else:

@@ -19,7 +19,7 @@ from typing import Any
 import llama_cpp
 
 from rag.errors import LLMError, ModelNotFoundError
-from rag.llms import BaseLLM, Message
+from rag.llms import BaseLLM, Completion, Message
 
 DEFAULT_N_CTX = 8192  # cap when neither the settings nor a smaller trained context says otherwise
 _LIVE: weakref.WeakSet = weakref.WeakSet()
@@ -88,15 +88,20 @@ class LlamaCppLLM(BaseLLM):
                 out = self.llm.create_chat_completion(messages=messages, stream=False, **self._kwargs(opts))
             except (ValueError, RuntimeError) as e:
                 raise LLMError(f"{self.name}: generation failed: {e}") from e
-        return (out["choices"][0]["message"].get("content") or "").strip()
+        choice = out["choices"][0]
+        return Completion((choice["message"].get("content") or "").strip(), choice.get("finish_reason"))
 
     def stream(self, messages: list[Message], **opts: Any) -> Iterator[str]:
+        reason = None
         with self._lock:
             try:
                 chunks = self.llm.create_chat_completion(messages=messages, stream=True, **self._kwargs(opts))
                 for chunk in chunks:
-                    piece = chunk["choices"][0].get("delta", {}).get("content")
+                    choice = chunk["choices"][0]
+                    reason = choice.get("finish_reason") or reason  # set on the last chunk only
+                    piece = choice.get("delta", {}).get("content")
                     if piece:
                         yield piece
             except (ValueError, RuntimeError) as e:
                 raise LLMError(f"{self.name}: generation failed: {e}") from e
+        return reason

@@ -2,7 +2,7 @@
 PEFT (LoRA / QLoRA) adapter written by ``python -m finetune.qlora``.
 
 The packaged SmolLM2 (``hf:``, ``hf:smollm2``, or no base with an adapter) loads from the dense
-safetensors that :func:`rag.models.dense_base_model` caches under the data directory: the same
+safetensors that :func:`rag.model_paths.dense_base_model` caches under the data directory: the same
 weights ``finetune`` trains on, so adapters apply to exactly what they were trained against.
 Only safetensors weights are loaded; ``trust_remote_code`` comes from settings (off by default).
 """
@@ -28,10 +28,10 @@ from transformers import (
 )
 
 from rag.errors import ConfigError, LLMError, MissingDependencyError, ModelNotFoundError
-from rag.llms import ADAPTER_MARK, BaseLLM, Message
-from rag.models import dense_base_model, is_packaged_llm
+from rag.llms import ADAPTER_MARK, BaseLLM, Completion, Message
+from rag.llms.adapter_meta import ADAPTER_META
+from rag.model_paths import dense_base_model, existing_local, is_packaged_llm
 
-ADAPTER_META = "ragtune_adapter.json"
 # transformers 4.56 renamed from_pretrained's torch_dtype to dtype (pyproject allows >= 4.46)
 _DTYPE_KW = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
 
@@ -119,7 +119,8 @@ class HFLLM(BaseLLM):
         elif base.lower().endswith(".gguf") and Path(base).is_file():
             path, gguf_file = str(Path(base).parent), Path(base).name
         else:
-            path = str(Path(base).expanduser()) if Path(base).expanduser().exists() else base
+            local = existing_local(base, "model folder")
+            path = str(local) if local else base
         kwargs: dict[str, Any] = {"trust_remote_code": trust}
         if gguf_file:
             kwargs["gguf_file"] = gguf_file
@@ -175,29 +176,43 @@ class HFLLM(BaseLLM):
             kw["tokenizer"] = self.tokenizer
         return kw
 
+    def _finish_reason(self, new_ids: torch.Tensor, max_new_tokens: int) -> str:
+        """'length' when generation used every allowed token and the last one is not an EOS."""
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        eos = set(eos) if isinstance(eos, list) else {eos}
+        if len(new_ids) >= max_new_tokens and int(new_ids[-1]) not in eos:
+            return "length"
+        return "stop"
+
     def generate(self, messages: list[Message], **opts: Any) -> str:
         ids = self._inputs(messages)
+        kw = self._kwargs(opts)
         with self._lock, torch.inference_mode():
             try:
-                out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                          **self._kwargs(opts))
+                out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kw)
             except RuntimeError as e:
                 raise LLMError(f"{self.name}: generation failed: {e}") from e
-        return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+        new_ids = out[0, ids.shape[1]:]
+        return Completion(self.tokenizer.decode(new_ids, skip_special_tokens=True).strip(),
+                          self._finish_reason(new_ids, kw["max_new_tokens"]))
 
     def stream(self, messages: list[Message], **opts: Any) -> Iterator[str]:
         ids = self._inputs(messages)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True,
                                         timeout=600)
         errors: list[BaseException] = []
+        outputs: list[torch.Tensor] = []
         cancel = threading.Event()  # set when the consumer stops early, so generate() stops too
+        kw = self._kwargs(opts)
 
         def work() -> None:
             try:
                 with torch.inference_mode():
-                    self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                        streamer=streamer, stopping_criteria=StoppingCriteriaList(
-                                            [_Cancel(cancel)]), **self._kwargs(opts))
+                    outputs.append(self.model.generate(
+                        input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([_Cancel(cancel)]), **kw))
             except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread below
                 errors.append(e)
                 streamer.end()
@@ -214,3 +229,4 @@ class HFLLM(BaseLLM):
                 thread.join()
         if errors:
             raise LLMError(f"{self.name}: generation failed: {errors[0]}") from errors[0]
+        return self._finish_reason(outputs[0][0, ids.shape[1]:], kw["max_new_tokens"]) if outputs else None

@@ -16,7 +16,7 @@ from typing import Any
 import openai
 
 from rag.errors import LLMError, redact
-from rag.llms import BaseLLM, Message
+from rag.llms import BaseLLM, Completion, Message
 
 # Context windows of well-known hosted models (prefix match); anything else: settings or 8192.
 KNOWN_WINDOWS = {"gpt-4.1": 1_000_000, "gpt-4o": 128_000, "gpt-4-turbo": 128_000, "gpt-5": 272_000,
@@ -100,13 +100,17 @@ class OpenAILLM(BaseLLM):
             raise self._error(e) from None  # the SDK's exception text may quote the key
         if not resp.choices:
             raise LLMError(f"openai: empty response from {redact(self.base_url)}")
-        return (resp.choices[0].message.content or "").strip()
+        return Completion((resp.choices[0].message.content or "").strip(), resp.choices[0].finish_reason)
 
     def stream(self, messages: list[Message], **opts: Any) -> Iterator[str]:
+        reason = None
         try:
             chunks = self.client.chat.completions.create(messages=messages, stream=True, **self._kwargs(opts))
             for chunk in chunks:
+                if chunk.choices and chunk.choices[0].finish_reason:
+                    reason = chunk.choices[0].finish_reason
                 if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
                     yield chunk.choices[0].delta.content
         except openai.OpenAIError as e:
             raise self._error(e) from None
+        return reason

@@ -9,11 +9,12 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from rag.errors import ConfigError, IndexMismatchError, MissingDependencyError, redact
+from rag.errors import ConfigError, IndexMismatchError, MissingDependencyError, StoreError, redact
 from rag.types import Chunk, Filter, Hit
 
 SCHEMA_VERSION = 1
@@ -67,6 +68,23 @@ _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 def scheme_of(uri: str) -> str:
     m = _SCHEME.match(uri)
     return m.group(1).lower() if m else "file"
+
+
+def local_path(uri: str) -> Path:
+    """The folder of an embedded store URI (``PATH`` or ``file://PATH``)."""
+    return Path(uri[len("file://"):] if uri.startswith("file://") else uri).expanduser()
+
+
+def require_index(uri: str) -> None:
+    """For read-only commands: refuse, creating nothing, when an embedded index does not exist
+    yet (server stores are checked when opened).
+
+    Raises:
+        StoreError: naming the path and the command that builds the index.
+    """
+    if scheme_of(uri) == "file" and not (local_path(uri) / "chunks.sqlite").exists():
+        raise StoreError(f"no index at {local_path(uri)}: run python -m ingest PATH first "
+                         "(or point --store / --data-dir at an existing index)")
 
 
 def open_store(uri: str, **options: Any) -> VectorStore:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from rag.errors import StoreError
-from rag.stores import to_vectors
+from rag.stores import local_path, to_vectors
 from rag.types import Chunk, Filter, Hit
 
 _SCHEMA = """
@@ -47,10 +47,6 @@ CREATE TABLE IF NOT EXISTS deleted (seq INTEGER PRIMARY KEY AUTOINCREMENT, row I
 _COLS = "rowid, id, source, page, chunk_index, file_hash, text, metadata"
 
 
-def _path_of(uri: str) -> Path:
-    return Path(uri[len("file://"):] if uri.startswith("file://") else uri).expanduser()
-
-
 def _row_to_chunk(row: tuple) -> Chunk:
     _, cid, source, page, idx, fhash, text, meta = row
     return Chunk(cid, text, source, page, idx, fhash, json.loads(meta))
@@ -60,7 +56,7 @@ class EmbeddedStore:
     """Zero-setup on-disk store in a folder (``PATH`` or ``file://PATH``)."""
 
     def __init__(self, uri: str, *, ivf_threshold: int = 50_000, nprobe: int = 48, **_: Any):
-        self.path = _path_of(uri)
+        self.path = local_path(uri)
         self.uri = str(self.path)
         self.ivf_threshold = ivf_threshold
         self.nprobe = nprobe

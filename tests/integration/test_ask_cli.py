@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from rag.models import packaged_smollm2_gguf
+from rag.model_paths import packaged_smollm2_gguf
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("llama_cpp")

@@ -14,7 +14,7 @@ import pytest
 
 from rag import chain
 from rag.llms import open_llm
-from rag.models import dense_base_model, packaged_smollm2_gguf
+from rag.model_paths import dense_base_model, packaged_smollm2_gguf
 from rag.settings import Settings
 from rag.types import Hit
 

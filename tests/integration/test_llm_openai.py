@@ -17,7 +17,7 @@ import pytest
 
 from rag.errors import LLMError
 from rag.llms import open_llm
-from rag.models import packaged_smollm2_gguf
+from rag.model_paths import packaged_smollm2_gguf
 from rag.settings import Settings
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""finetune.loop end to end on data/sample in a reduced setting: every stage, resume, MLflow champion, dvc.
+"""The closed loop (python -m loop) end to end on data/sample in a reduced setting: every stage, resume, MLflow champion, dvc.
 
 Reduced: small chunks, k=2, 2 training steps at max_seq_len 384, 4 test questions, 8 answer tokens.
 About 2-3 minutes per full run on a busy 2-core CPU.
@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from loop.workdir import read_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 REDUCED = ["ingest.chunk_size=400", "ingest.chunk_overlap=50", "retrieval.k=2", "finetune.max_steps=2",
@@ -31,7 +33,7 @@ STAGE_OUTPUTS = {
 
 
 def _main(argv):
-    from finetune.loop import main
+    from loop.__main__ import main
 
     return main([str(a) for a in argv])
 
@@ -47,7 +49,7 @@ def _check_outputs(out: Path) -> dict:
     split = json.loads((out / "split" / "split.json").read_text())
     train, val, test = (set(split[n]["documents"]) for n in ("train", "val", "test"))
     assert train and test and not (train & test) and not (val & test) and not (train & val)
-    for row in map(json.loads, (out / "split" / "test.jsonl").read_text().splitlines()):
+    for row in read_rows(out / "split" / "test.jsonl"):
         assert row["source"] in test
     m = json.loads((out / "metrics.json").read_text())
     for key in ("n", "k", "generator", "base", "adapter", "gain", "retrieval", "specs", "synth", "leaked_questions"):
@@ -104,7 +106,8 @@ def test_loop_end_to_end_resume_and_champion(sample_dir, tmp_path, capsys):
 
 
 def test_fingerprints_rerun_the_changed_stage_and_later(sample_dir):
-    from finetune.loop import STAGES, fingerprints, load_params
+    from loop.params import STAGES, load_params
+    from loop.workdir import fingerprints
 
     base = fingerprints(load_params(None, REDUCED, docs=str(sample_dir), out="x"))
     for override, first in [("eval.limit=3", "eval"), ("finetune.lr=1e-4", "finetune"),
@@ -137,14 +140,15 @@ def test_dvc_repro_runs_the_same_stages_once(sample_dir, tmp_path):
         pytest.skip("dvc is not installed (pip install 'ragtune[dvc]')")
     import yaml
 
-    from finetune.loop import _parse_overrides
+    from loop.params import overrides_tree
 
     work = tmp_path / "proj"
     work.mkdir()
-    (work / "finetune").symlink_to(ROOT / "finetune")  # dvc.yaml's code deps; imports resolve to the repo
+    for package in ("finetune", "loop"):  # dvc.yaml's code deps; imports resolve to the repo
+        (work / package).symlink_to(ROOT / package)
     shutil.copy(ROOT / "dvc.yaml", work / "dvc.yaml")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, values in _parse_overrides(REDUCED).items():
+    for section, values in overrides_tree(REDUCED).items():
         params[section].update(values)
     params.update(docs=str(sample_dir), out="runs/loop")
     (work / "params.yaml").write_text(yaml.safe_dump(params))
@@ -172,7 +176,11 @@ def test_dvc_repro_runs_the_same_stages_once(sample_dir, tmp_path):
 
 def test_synthesise_filter_with_an_llm_generator(tmp_path, monkeypatch):
     """The LLM generator path and every filter reason, without models: chunks and replies are canned."""
-    from finetune import loop, synth
+    from finetune import synth
+    from loop.params import load_params
+    from loop.stages import Context, synthesise
+    from loop.workdir import Paths
+    from rag.settings import Settings
     from rag.types import Chunk
 
     chunks = [Chunk(f"c{i}", text, f"{doc}.pdf", 1) for i, (doc, text) in enumerate([
@@ -202,14 +210,14 @@ def test_synthesise_filter_with_an_llm_generator(tmp_path, monkeypatch):
             current["id"] = next(c.id for c in chunks if c.text == text)
             return super().__call__(text, source)
 
-    monkeypatch.setattr(synth, "_read_chunks", lambda uri, limit: list(chunks))
-    monkeypatch.setattr(loop, "_make_generator", lambda spec: Gen(fake_llm))
-    params = loop.load_params(None, ["synthesise.generator=openai:fake"], docs=str(tmp_path), out=str(tmp_path / "o"))
-    paths = loop.Paths(params["out"])
-    assert loop.stage_synthesise(params, paths, {}) == {"kept": 1, "dropped": 5}
+    monkeypatch.setattr(synth, "read_chunks", lambda uri, limit: list(chunks))
+    monkeypatch.setattr(synthesise, "make_generator", lambda spec, settings: Gen(fake_llm))
+    params = load_params(None, ["synthesise.generator=openai:fake"], docs=str(tmp_path), out=str(tmp_path / "o"))
+    paths = Paths(params.out)
+    assert synthesise.run(params, paths, Context(Settings(data_dir=tmp_path))) == {"kept": 1, "dropped": 5}
     report = json.loads(paths.synth_report.read_text())
     assert report["generator"] == "openai:fake"
     assert report["dropped"] == {"answer_in_title": 1, "duplicate_question": 1, "malformed_question": 1,
                                  "no_question": 1, "not_grounded": 1}
-    (row,) = map(json.loads, paths.qa.read_text().splitlines())
+    (row,) = read_rows(paths.qa)
     assert row["answer"] in {"140 grams", "30 days"} and row["source"] == "Acme_Widget.pdf"  # the other: a duplicate

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from ingest.loaders import LoadError, load
-from ingest.splitter import split_document
+from rag.chunking import split_document
 from rag.settings import IngestSettings
 from tests.conftest import shared
 

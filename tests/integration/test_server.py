@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from rag.models import packaged_smollm2_gguf
+from rag.model_paths import packaged_smollm2_gguf
 from rag.settings import Settings
 
 pytestmark = pytest.mark.slow

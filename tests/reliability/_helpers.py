@@ -7,7 +7,8 @@ in tests/integration/.
 
 ``slow_parse`` replaces ``ingest.pipeline._parse`` in a test: it is pickled by name, so it runs
 inside the parser worker process, where it sleeps on files named ``*slow*`` (a stand-in for a
-parser that hangs on a hostile file); ``crash_parse`` kills the worker on ``*crash*`` files.
+parser that hangs on a hostile file); ``crash_parse`` kills the worker with SIGKILL (as the OOM
+killer would) and ``segv_parse`` with SIGSEGV (as a parser bug would) on ``*crash*`` files.
 """
 
 from __future__ import annotations
@@ -89,6 +90,18 @@ def crash_parse(path: str, settings):
     return _parse(path, settings)
 
 
+def segv_parse(path: str, settings):
+    """``_parse`` that dies by SIGSEGV (a parser bug on the file's bytes) on ``*crash*`` files."""
+    import os
+    import signal
+
+    from ingest.pipeline import _parse
+
+    if "crash" in path.rsplit("/", 1)[-1]:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return _parse(path, settings)
+
+
 def slow_parse(path: str, settings):
     """``_parse`` that hangs (sleeps far past any test timeout) on files named ``*slow*``."""
     from ingest.pipeline import _parse
@@ -125,7 +138,7 @@ def tiny_llama(path) -> None:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from rag.models import packaged_smollm2_gguf
+    from rag.model_paths import packaged_smollm2_gguf
 
     gguf = packaged_smollm2_gguf()
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)

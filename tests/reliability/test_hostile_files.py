@@ -95,7 +95,7 @@ def test_hung_parser_is_timed_out_and_the_rest_is_ingested(tmp_path, monkeypatch
 def test_crashing_parser_fails_only_its_file(tmp_path, monkeypatch):
     from tests.reliability import _helpers
 
-    monkeypatch.setattr("ingest.pipeline._parse", _helpers.crash_parse)
+    monkeypatch.setattr("ingest.pipeline._parse", _helpers.segv_parse)
     docs = tmp_path / "docs"
     docs.mkdir()
     for name in ("a.txt", "b_crash.txt", "c.txt", "d_crash.txt", "e.txt"):

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from rag.llms.adapter_meta import ADAPTER_META
 from ui import components as ui
 from ui import reports
 
@@ -38,7 +39,7 @@ for row in rows:
             st.caption("metrics")
             st.json(meta["metrics"])
         if meta:
-            st.caption("ragtune_adapter.json")
+            st.caption(ADAPTER_META)
             st.json(meta, expanded=False)
         if st.button("Chat with this adapter", key=f"use_{row['path']}"):
             label = f"adapter: {name} on {row.get('base') or 'smollm2'}"

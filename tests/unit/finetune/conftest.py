@@ -9,7 +9,7 @@ def smol_tokenizer():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoTokenizer
 
-    from rag.models import packaged_smollm2_gguf
+    from rag.model_paths import packaged_smollm2_gguf
 
     gguf = packaged_smollm2_gguf()
     return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)

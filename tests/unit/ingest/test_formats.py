@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ingest.loaders import LOADERS, LoadError, load
-from ingest.splitter import split_document
+from rag.chunking import split_document
 from rag.settings import IngestSettings
 
 S = IngestSettings()

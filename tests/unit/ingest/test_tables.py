@@ -7,7 +7,7 @@ import pytest
 from ingest import tables
 from ingest.layout import strip_running_lines
 from ingest.loaders import load
-from ingest.splitter import split_document
+from rag.chunking import split_document
 from rag.settings import IngestSettings
 
 S = IngestSettings()

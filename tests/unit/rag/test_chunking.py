@@ -1,7 +1,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.splitter import split_document, split_text
+from rag.chunking import split_document, split_text
 from rag.types import Document, Page
 
 WORDS = st.text(alphabet="abcdefghij ", min_size=1, max_size=12)

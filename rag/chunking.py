@@ -1,4 +1,6 @@
-"""Recursive splitting that respects paragraphs and sentences, keeping page numbers.
+"""Chunking: recursive splitting that respects paragraphs and sentences, keeping page numbers,
+and the stable chunk ids. It lives in ``rag`` beside ``Chunk``: ingest and ``RAG.add_texts`` both
+chunk, and ``rag`` never imports ``ingest``.
 
 The character splitter is LangChain's ``RecursiveCharacterTextSplitter``. We add what it lacks:
 pages are joined into one text so chunks can run across page breaks, and each chunk gets the
@@ -9,10 +11,12 @@ text is silently truncated at embedding time.
 from __future__ import annotations
 
 import bisect
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rag.settings import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
 from rag.types import Document
 
 PAGE_JOIN = "\n\n"
@@ -33,6 +37,11 @@ reading order, set by loaders that know headings (Markdown, HTML, Word). Each ch
 path of the last heading at or before its start as ``metadata["section"]``."""
 
 
+def chunk_id(source: str, index: int, text: str) -> str:
+    """A chunk's id: stable across runs and stores for the same source, position and text."""
+    return hashlib.sha256(f"{source}\x00{index}\x00{text}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def _splitter(chunk_size: int, chunk_overlap: int):
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
@@ -41,7 +50,7 @@ def _splitter(chunk_size: int, chunk_overlap: int):
                                           strip_whitespace=True)
 
 
-def split_text(text: str, chunk_size: int = 1000, chunk_overlap: int = 200) -> list[tuple[str, int]]:
+def split_text(text: str, chunk_size: int = DEFAULT_CHUNK_SIZE, chunk_overlap: int = DEFAULT_CHUNK_OVERLAP) -> list[tuple[str, int]]:
     """Split one text; returns (chunk, start offset) pairs in order."""
     overlap = min(chunk_overlap, chunk_size // 2)
     chunks = [c for c in _splitter(chunk_size, chunk_overlap).split_text(text) if c.strip()]
@@ -104,7 +113,7 @@ def _covers(text: str, chunks: list[str], starts: list[int]) -> bool:
     return not text[pos:].strip()
 
 
-def split_document(doc: Document, chunk_size: int = 1000, chunk_overlap: int = 200,
+def split_document(doc: Document, chunk_size: int = DEFAULT_CHUNK_SIZE, chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
                    *, max_tokens: int | None = None,
                    count_tokens: Callable[[list[str]], list[int]] | None = None) -> list[TextPiece]:
     """Split a parsed document into pieces that know their page.

