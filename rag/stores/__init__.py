@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from rag.errors import ConfigError, IndexMismatchError, MissingDependencyError, StoreError, redact
+from rag.errors import ConfigError, IndexMismatchError, MissingDependencyError, RagtuneError, StoreError, redact
 from rag.types import Chunk, Filter, Hit
 
 SCHEMA_VERSION = 1
@@ -108,6 +108,23 @@ def open_store(uri: str, **options: Any) -> VectorStore:
             raise MissingDependencyError(f"store '{scheme}://'", extra or scheme, e.name) from e
         raise
     return getattr(module, cls_name)(uri, **options)
+
+
+def call_store(uri: str, what: str, fn, *args: Any, passthrough: tuple[type[BaseException], ...] = (),
+               **kw: Any) -> Any:
+    """Call a backend SDK: our own errors (and ``passthrough``) go through; anything else the SDK
+    raises becomes one StoreError naming the store (no password) and the operation.
+
+    Every server backend wraps its SDK calls with this, so their errors read the same.
+    """
+    try:
+        return fn(*args, **kw)
+    except RagtuneError:
+        raise
+    except passthrough:
+        raise
+    except Exception as e:  # noqa: BLE001 - SDKs raise many types; the message keeps theirs
+        raise StoreError(f"{redact(uri)}: {what} failed: {redact(str(e)) or type(e).__name__}") from e
 
 
 def check_info(store: VectorStore, expected: dict[str, Any]) -> None:

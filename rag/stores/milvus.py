@@ -28,7 +28,7 @@ from urllib.parse import parse_qs
 import numpy as np
 
 from rag.errors import ConfigError, IndexMismatchError, StoreError, redact
-from rag.stores import to_vectors
+from rag.stores import call_store, to_vectors
 from rag.types import Chunk, Filter, Hit
 
 _FIELDS = ["id", "text", "source", "page", "chunk_index", "file_hash", "metadata"]
@@ -117,12 +117,7 @@ class MilvusStore:
         self._dirty = False
 
     def _call(self, what: str, fn, *args, **kw):
-        try:
-            return fn(*args, **kw)
-        except (IndexMismatchError, ValueError):
-            raise
-        except Exception as e:
-            raise StoreError(f"{self.uri}: {what} failed: {redact(str(e))}") from e
+        return call_store(self.uri, what, fn, *args, passthrough=(ValueError,), **kw)
 
     # -- collections ----------------------------------------------------------------------------
     def _existing_dim(self) -> int | None:

@@ -29,7 +29,7 @@ from urllib.parse import parse_qs
 import numpy as np
 
 from rag.errors import ConfigError, IndexMismatchError, StoreError, redact
-from rag.stores import to_vectors
+from rag.stores import call_store, to_vectors
 from rag.types import Chunk, Filter, Hit
 
 META_NAMESPACE = "__ragtune_meta__"
@@ -135,10 +135,7 @@ class PineconeStore:
         self.index = self.pc.Index(self.index_name)
 
     def _call(self, what: str, fn, *args, **kw):
-        try:
-            return fn(*args, **kw)
-        except Exception as e:
-            raise StoreError(f"{self.uri}: {what} failed: {redact(str(e))}") from e
+        return call_store(self.uri, what, fn, *args, **kw)
 
     def _ensure_index(self, dim: int) -> None:
         if self.index is not None:

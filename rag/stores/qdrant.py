@@ -23,7 +23,7 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from rag.errors import ConfigError, IndexMismatchError, StoreError, redact
-from rag.stores import to_vectors
+from rag.stores import call_store, to_vectors
 from rag.types import Chunk, Filter, Hit
 
 _NS = uuid.UUID("6f1c1e0a-3c55-5b7e-9a51-7261677475e1")  # fixed: point ids must be stable forever
@@ -101,10 +101,7 @@ class QdrantStore:
         self._dim = self._existing_dim() if exists else None
 
     def _call(self, what: str, fn, *args, **kw):
-        try:
-            return fn(*args, **kw)
-        except Exception as e:
-            raise StoreError(f"{self.uri}: {what} failed: {redact(str(e)) or type(e).__name__}") from e
+        return call_store(self.uri, what, fn, *args, **kw)
 
     def _existing_dim(self) -> int | None:
         vp = self.client.get_collection(self.collection).config.params.vectors

@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from rag.errors import ConfigError, IndexMismatchError, StoreError, redact
-from rag.stores import to_vectors
+from rag.stores import call_store, to_vectors
 from rag.types import Chunk, Filter, Hit
 
 _PROPS = ["chunk_id", "text", "source", "page", "chunk_index", "file_hash", "metadata_json"]
@@ -120,10 +120,7 @@ class WeaviateStore:
             grpc_port=cfg["grpc_port"], grpc_secure=cfg["secure"], auth_credentials=auth, additional_config=extra)
 
     def _call(self, what: str, fn, *args, **kw):
-        try:
-            return fn(*args, **kw)
-        except Exception as e:
-            raise StoreError(f"{self.uri}: {what} failed: {redact(str(e))}") from e
+        return call_store(self.uri, what, fn, *args, **kw)
 
     # -- collection -----------------------------------------------------------------------------
     def _coll(self) -> Any:

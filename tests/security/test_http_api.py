@@ -81,13 +81,32 @@ def test_binding_elsewhere_warns(monkeypatch, capsys):
     import uvicorn
 
     from rag.__main__ import main as rag_main
+    from rag.commands import serve
 
     seen = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: seen.update(host=host, port=port))
+    # neither binds nor serves: this test is about what the command asks for and prints
+    monkeypatch.setattr(serve, "_listen", lambda host, port: seen.update(host=host, port=port) or socket.socket())
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: seen.update(sockets=len(sockets)))
     assert rag_main(["serve"]) == 0
-    assert seen == {"host": "127.0.0.1", "port": 8000} and "warning" not in capsys.readouterr().err
+    assert seen == {"host": "127.0.0.1", "port": 8000, "sockets": 1} and "warning" not in capsys.readouterr().err
     assert rag_main(["serve", "--host", "0.0.0.0"]) == 0
     assert seen["host"] == "0.0.0.0" and "warning: listening on 0.0.0.0" in capsys.readouterr().err
+
+
+def test_serve_on_a_taken_port_is_one_error_line(tmp_path):
+    """Before: "serving on ..." was printed, then uvicorn logged its own error and exited."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAGTUNE_")}, "PYTHONPATH": str(ROOT),
+               "RAGTUNE_DATA_DIR": str(tmp_path / "data")}
+        proc = subprocess.run([sys.executable, "-m", "rag", "serve", "--port", str(port)], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [f"error: cannot listen on 127.0.0.1:{port}: Address already in use; another "
+                                        "program is listening there: stop it or pick another --port"], proc.stderr
+    assert proc.stdout == "" and not (tmp_path / "data").exists()
 
 
 @pytest.fixture
@@ -136,3 +155,47 @@ def test_upload_names_cannot_escape_the_uploads_folder(client, name):
 def test_hostile_upload_names_are_refused(client, name):
     c, _, _ = client
     assert c.post("/ingest/upload", params={"filename": name}, content=b"x").status_code == 400
+
+
+# --- hostile bodies: a 4xx naming the field, never a 500 ------------------------------------
+# tests/unit/rag/test_server_fuzz.py draws many more; these are the ones that were 500s.
+
+@pytest.mark.parametrize(("path", "body", "status", "field"), [
+    ("/ingest", '{"paths": ["a\\u0000b"]}', 422, "paths[0]: contains a NUL byte"),
+    ("/ingest", '{"paths": ["' + "x" * 5000 + '"]}', 422, "paths[0]: 5000 characters"),
+    ("/ingest", '{"texts": ["y"], "metadatas": [{"page": "abc"}]}', 422, "metadatas[0].page: must be a whole number"),
+    ("/ingest", '{"texts": ["y"], "metadatas": [{"page": 1e30}]}', 422, "metadatas[0].page"),
+    ("/ingest", '{"texts": ["y", "z"], "metadatas": [{}]}', 422, "metadatas: 1 given for 2 texts"),
+    ("/ingest", '{"texts": ["\\ud800"]}', 422, "texts[0]: holds an unpaired UTF-16 surrogate"),
+    ("/ingest", '{"texts": ["y"], "metadatas": [{"note": Infinity}]}', 422, "metadatas[0].note: must be a finite"),
+    ("/ask", '{"question": "x", "temperature": NaN}', 422, "temperature: must be a finite number"),
+    ("/ask", '{"question": "x", "filter": {"page_min": 100000000000000000000}}', 422, "filter.page_min"),
+    ("/ask", '{"question": "x", "history": ' + "[" * 2000 + "]" * 2000 + "}", 400, "body"),
+    ("/v1/chat/completions", '{"messages": [{"role": "user", "content": "x"}], "temperature": NaN}', 422,
+     "temperature: must be a finite number"),
+    ("/v1/chat/completions", '{"messages": [{"role": "user", "content": "x"}], "model": "\\udc00"}', 422, "model"),
+    ("/v1/chat/completions", '{"messages": [{"role": "user", "content": "x"}], "stop": ["", "b"]}', 422, "stop"),
+])
+def test_hostile_bodies_are_4xx_naming_the_field(client, path, body, status, field):
+    c, _, _ = client
+    r = c.post(path, content=body.encode(), headers={"content-type": "application/json"})
+    assert r.status_code == status, r.text
+    assert field in r.json()["detail"], r.json()
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t\n  "])
+def test_blank_questions_and_texts_are_refused_on_every_route(client, blank):
+    """An empty chunk used to be stored, and to rank first for a blank question."""
+    c, rag, _ = client
+    r = c.post("/ask", json={"question": blank})
+    assert r.status_code == 422 and r.json()["detail"].startswith("question: must not be empty"), r.text
+    r = c.post("/ask", json={"question": blank, "stream": True})
+    assert r.status_code == 422 and "question" in r.json()["detail"]
+    r = c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": blank}]})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "messages", r.text
+    r = c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": [{"type": "text",
+                                                                                          "text": blank}]}]})
+    assert r.status_code == 422
+    r = c.post("/ingest", json={"texts": ["A real text.", blank]})
+    assert r.status_code == 422 and r.json()["detail"].startswith("texts[1]: must not be empty"), r.text
+    assert rag.stats()["chunks"] == 0  # nothing stored: the whole request is refused

@@ -29,7 +29,7 @@ def test_precedence_and_types(tmp_path):
 
 def test_every_problem_is_reported_together(tmp_path):
     with pytest.raises(ConfigError) as e:
-        load_params(None, ["--out=x", "splt.val=0.1", "retrieval.k=0", "eval.limit=many", "finetune.lrr=1",
+        load_params(None, ["splt.val=0.1", "retrieval.k=0", "eval.limit=many", "finetune.lrr=1",
                            "finetune.rank=0", "split.test=1.5", "ingest=3"])
     msg = str(e.value)
     for part in ("docs: give DOCS", "splt: unknown key (from overrides); did you mean 'split'?",
