@@ -38,11 +38,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag.errors import ConfigError, DataError, LLMError, ModelNotFoundError, RagtuneError, StoreError, redact
-from rag.server_models import AskIn, ChatIn, IngestIn, text_of
+from rag.server_models import AskIn, ChatIn, ErrorOut, IngestIn, text_of
 
 MODEL_NAME = "ragtune"
 SOURCES_HEADER = "X-Ragtune-Sources"
 SOURCES_HEADER_BYTES = 4096  # proxies refuse larger header blocks (nginx buffers 4-8 KiB by default)
+_INVALID = {422: {"model": ErrorOut, "description": "Invalid field: `detail` names it"}}  # not FastAPI's list
 
 
 class _BodyLimit:
@@ -133,9 +134,9 @@ def _field_message(err: dict[str, Any]) -> str:
         return f"body: not valid JSON ({(err.get('ctx') or {}).get('error', 'parse error')}) at character " \
                f"{loc[0] if loc else '?'}"
     field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-    if not field or msg.startswith(field):  # our validators name the field themselves
+    if _FIELD.match(msg) and (not field or msg.startswith(field)):  # our validators name the field
         return msg
-    return f"{field}: {msg}"
+    return f"{field or 'body'}: {msg}"
 
 
 def _usage(a: Any) -> dict[str, int]:
@@ -231,7 +232,7 @@ def create_app(rag: Any, *, ingest_root: str | Path | None = None) -> FastAPI:
                        stop=body.stop)
         return {k: v for k, v in gen.items() if v is not None}
 
-    @app.post("/ask")
+    @app.post("/ask", responses=_INVALID)
     def ask(body: AskIn):
         flt = body.filter.model_dump(exclude_none=True) if body.filter else None
         history = [{"role": t.role, "content": text_of(t.content)} for t in body.history or []]
@@ -269,7 +270,7 @@ def create_app(rag: Any, *, ingest_root: str | Path | None = None) -> FastAPI:
     def _summary(result: Any) -> Any:
         return result.summary() if hasattr(result, "summary") else result
 
-    @app.post("/ingest")
+    @app.post("/ingest", responses=_INVALID)
     def ingest(body: IngestIn):
         out: dict[str, Any] = {}
         if body.paths:
@@ -283,7 +284,7 @@ def create_app(rag: Any, *, ingest_root: str | Path | None = None) -> FastAPI:
             out["chunk_ids"] = ids
         return out
 
-    @app.post("/ingest/upload")
+    @app.post("/ingest/upload", responses=_INVALID)
     async def upload(request: Request, filename: str):
         name = Path(filename.replace("\\", "/")).name
         if not name or name.startswith(".") or not re.fullmatch(r"[\w.\- ()]{1,200}", name):
@@ -310,7 +311,7 @@ def create_app(rag: Any, *, ingest_root: str | Path | None = None) -> FastAPI:
         return {"object": "list", "data": [{"id": MODEL_NAME, "object": "model", "created": 0,
                                             "owned_by": "ragtune"}]}
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", responses=_INVALID)
     def chat_completions(body: ChatIn):
         if body.n is not None and body.n > 1:
             # one answer per question: n identical (greedy) choices would only look like a choice

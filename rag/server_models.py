@@ -190,6 +190,16 @@ class ChatIn(_Body):
         return self
 
 
+class ErrorOut(BaseModel):
+    """A 4xx reply: ``detail`` names the field and what is accepted; ``errors`` lists each
+    invalid field (422); ``error`` is OpenAI's shape (under ``/v1/`` only)."""
+
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+    error: dict[str, Any] | None = None
+    type: str | None = None
+
+
 def text_of(content: Any) -> str:
     """OpenAI content: a string or a list of parts; only text parts count."""
     if isinstance(content, list):

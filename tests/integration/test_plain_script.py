@@ -50,8 +50,10 @@ def test_readme_example_runs_as_a_plain_script(tmp_path):
     assert any(name in answer_line for name in os.listdir(SAMPLE)), answer_line
 
 
-def test_ingest_from_a_script_without_main_guard_with_hash_embedder(tmp_path):
-    """Same regression, fast: a plain script (no guard) that ingests with a parse worker."""
+@pytest.mark.parametrize("how", ["script", "stdin"])
+def test_ingest_from_a_script_without_main_guard_with_hash_embedder(tmp_path, how):
+    """Same regression, fast: a plain script (no guard) that ingests with a parse worker; and the
+    same code piped to ``python -`` (a ``__main__`` without a file, as in a notebook)."""
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.md").write_text("# Tides\n\nThe moon pulls the sea.\n")
@@ -64,8 +66,8 @@ def test_ingest_from_a_script_without_main_guard_with_hash_embedder(tmp_path):
         "res = rag.ingest(['docs'])\n"
         "print(json.dumps(res.summary()))\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAGTUNE_DATA_DIR": str(tmp_path / ".ragtune")}
-    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=300)
+    cmd, stdin = ([sys.executable, str(script)], None) if how == "script" else ([sys.executable, "-"], script.read_text())
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, input=stdin)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["added"] == 2 and summary["failed"] == [], summary

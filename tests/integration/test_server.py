@@ -70,6 +70,16 @@ def test_ask(env):
     assert {"source", "page", "score", "text", "cited"} <= set(body["sources"][0])
 
 
+def test_ask_says_when_max_new_tokens_cut_the_answer(env):
+    client, _, _ = env
+    r = client.post("/ask", json={"question": "When was the Eiffel Tower completed?", "max_new_tokens": 2})
+    assert r.status_code == 200 and r.json()["finish_reason"] == "length", r.text
+    r = client.post("/ask", json={"question": "When was the Eiffel Tower completed?", "max_new_tokens": 2,
+                                  "stream": True})
+    final = json.loads(sse(r.text)[-1][1])
+    assert final["finish_reason"] == "length" and final["tokens"]["completion"] <= 3
+
+
 def test_ask_streams_server_sent_events(env):
     client, _, _ = env
     r = client.post("/ask", json={"question": "When was the Eiffel Tower completed?", "stream": True,

@@ -85,10 +85,12 @@ def test_binding_elsewhere_warns(monkeypatch, capsys):
 
     seen = {}
     # neither binds nor serves: this test is about what the command asks for and prints
-    monkeypatch.setattr(serve, "_listen", lambda host, port: seen.update(host=host, port=port) or socket.socket())
+    monkeypatch.setattr(serve, "_listen",
+                        lambda host, port: seen.update(host=host, port=port) or socket.socket())
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: seen.update(sockets=len(sockets)))
     assert rag_main(["serve"]) == 0
-    assert seen == {"host": "127.0.0.1", "port": 8000, "sockets": 1} and "warning" not in capsys.readouterr().err
+    assert seen == {"host": "127.0.0.1", "port": 8000, "sockets": 1}
+    assert "warning" not in capsys.readouterr().err
     assert rag_main(["serve", "--host", "0.0.0.0"]) == 0
     assert seen["host"] == "0.0.0.0" and "warning: listening on 0.0.0.0" in capsys.readouterr().err
 
@@ -99,13 +101,14 @@ def test_serve_on_a_taken_port_is_one_error_line(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAGTUNE_")}, "PYTHONPATH": str(ROOT),
-               "RAGTUNE_DATA_DIR": str(tmp_path / "data")}
-        proc = subprocess.run([sys.executable, "-m", "rag", "serve", "--port", str(port)], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=120)
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAGTUNE_")},
+               "PYTHONPATH": str(ROOT), "RAGTUNE_DATA_DIR": str(tmp_path / "data")}
+        proc = subprocess.run([sys.executable, "-m", "rag", "serve", "--port", str(port)], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 1
-    assert proc.stderr.splitlines() == [f"error: cannot listen on 127.0.0.1:{port}: Address already in use; another "
-                                        "program is listening there: stop it or pick another --port"], proc.stderr
+    [line] = proc.stderr.splitlines()  # exactly one line, and no "serving on" before it
+    assert line.startswith(f"error: cannot listen on 127.0.0.1:{port}: "), line
+    assert "pick another --port" in line
     assert proc.stdout == "" and not (tmp_path / "data").exists()
 
 
@@ -163,18 +166,22 @@ def test_hostile_upload_names_are_refused(client, name):
 @pytest.mark.parametrize(("path", "body", "status", "field"), [
     ("/ingest", '{"paths": ["a\\u0000b"]}', 422, "paths[0]: contains a NUL byte"),
     ("/ingest", '{"paths": ["' + "x" * 5000 + '"]}', 422, "paths[0]: 5000 characters"),
-    ("/ingest", '{"texts": ["y"], "metadatas": [{"page": "abc"}]}', 422, "metadatas[0].page: must be a whole number"),
+    ("/ingest", '{"texts": ["y"], "metadatas": [{"page": "abc"}]}', 422,
+     "metadatas[0].page: must be a whole number"),
     ("/ingest", '{"texts": ["y"], "metadatas": [{"page": 1e30}]}', 422, "metadatas[0].page"),
     ("/ingest", '{"texts": ["y", "z"], "metadatas": [{}]}', 422, "metadatas: 1 given for 2 texts"),
     ("/ingest", '{"texts": ["\\ud800"]}', 422, "texts[0]: holds an unpaired UTF-16 surrogate"),
-    ("/ingest", '{"texts": ["y"], "metadatas": [{"note": Infinity}]}', 422, "metadatas[0].note: must be a finite"),
+    ("/ingest", '{"texts": ["y"], "metadatas": [{"note": Infinity}]}', 422,
+     "metadatas[0].note: must be a finite"),
     ("/ask", '{"question": "x", "temperature": NaN}', 422, "temperature: must be a finite number"),
     ("/ask", '{"question": "x", "filter": {"page_min": 100000000000000000000}}', 422, "filter.page_min"),
     ("/ask", '{"question": "x", "history": ' + "[" * 2000 + "]" * 2000 + "}", 400, "body"),
     ("/v1/chat/completions", '{"messages": [{"role": "user", "content": "x"}], "temperature": NaN}', 422,
      "temperature: must be a finite number"),
-    ("/v1/chat/completions", '{"messages": [{"role": "user", "content": "x"}], "model": "\\udc00"}', 422, "model"),
-    ("/v1/chat/completions", '{"messages": [{"role": "user", "content": "x"}], "stop": ["", "b"]}', 422, "stop"),
+    ("/v1/chat/completions", '{"messages": [{"role": "user", "content": "x"}], "model": "\\udc00"}', 422,
+     "model: holds an unpaired UTF-16 surrogate"),
+    ("/v1/chat/completions", '{"messages": [{"role": "user", "content": "x"}], "stop": ["", "b"]}', 422,
+     "stop: up to 4 non-empty strings"),
 ])
 def test_hostile_bodies_are_4xx_naming_the_field(client, path, body, status, field):
     c, _, _ = client

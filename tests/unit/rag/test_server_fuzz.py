@@ -6,7 +6,7 @@ huge and negative numbers, deep nesting, wrong types, unknown keys), sometimes a
 bytes that are not JSON. The app is the real one (rag.server.create_app) over a real RAG on the
 embedded store. Two fakes keep it fast, because only the transport and validation are under
 test here: the HashEmbedder (tests/reliability/_helpers.py) stands in for MiniLM, and
-``EchoLLM``, registered like a real backend, stands in for SmolLM2 (seconds an answer on a CPU).
+``EchoLLM`` (tests/http_helpers.py), registered like a real backend, stands in for SmolLM2.
 The real model behind the same server: tests/integration/test_server.py and
 tests/integration/test_openai_clients.py.
 """
@@ -23,31 +23,13 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from rag.llms import BaseLLM, Completion, register, unregister
+from rag.llms import register, unregister
+from tests.http_helpers import EchoLLM
 from tests.reliability._helpers import hash_rag
 
-FUZZ = settings(max_examples=120, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=200, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
-
-
-class EchoLLM(BaseLLM):
-    """Fake LLM: words are tokens; it repeats the prompt's last message citing [1], cut to
-    ``max_new_tokens`` words, and reports why it stopped as the real backends do."""
-
-    context_window = 512
-
-    def __init__(self, rest: str = "", settings=None):
-        super().__init__(settings)
-        self.name = "echo:" + rest
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def generate(self, messages, **opts) -> str:
-        limit = int(self.gen_options(opts)["max_new_tokens"])
-        words = ("As passage [1] says: " + messages[-1]["content"]).split()
-        return Completion(" ".join(words[:limit]), "length" if len(words) > limit else "stop")
 
 
 @pytest.fixture(scope="module")
@@ -78,13 +60,15 @@ def client(tmp_path_factory):
 
 HOSTILE_TEXT = ["", " ", "\t\n  ", "\x00", "a\x00b", "\ud800", "x\udfffy", "x" * 5000, "../../etc/passwd",
                 "/etc/passwd", "notes.txt", ".", "~", "<|im_start|>system", "[1][2]", "NaN", "é" * 50,
-                "SELECT * FROM chunks; --", "\"\"\"", "\u2028", "\x85", "🦀"]
+                "SELECT * FROM chunks; --", '"""', "\u2028", "\x85", "🦀"]
 texts = st.one_of(st.text(max_size=40), st.sampled_from(HOSTILE_TEXT))
 numbers = st.one_of(st.integers(-5, 300), st.integers(-(2**70), 2**70), st.just(10**30),
-                    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0, 1, 2, 8192, 8193, 1.5]))
+                    st.floats(allow_nan=True, allow_infinity=True),
+                    st.sampled_from([0, 1, 2, 8192, 8193, 1.5]))
 leaves = st.one_of(st.none(), st.booleans(), numbers, texts)
-any_json = st.recursive(leaves, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
-                        max_leaves=10)
+any_json = st.recursive(
+    leaves, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
+    max_leaves=10)
 
 
 def either(good):
@@ -99,22 +83,23 @@ def body(required: dict, optional: dict):
     return st.one_of(shaped, shaped, shaped, any_json)
 
 
-turn = st.fixed_dictionaries({"role": st.one_of(st.sampled_from(["user", "assistant", "system", "tool"]), texts),
-                              "content": st.one_of(texts, st.none(), st.lists(st.fixed_dictionaries(
-                                  {"type": st.just("text"), "text": either(texts)}), max_size=2))})
+roles = st.one_of(st.sampled_from(["user", "assistant", "system", "tool"]), texts)
+parts = st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": either(texts)}), max_size=2)
+turn = st.fixed_dictionaries({"role": roles, "content": st.one_of(texts, st.none(), parts)})
 filters = st.fixed_dictionaries({}, optional={"source": either(texts | st.lists(texts, max_size=3)),
                                               "page_min": either(numbers), "page_max": either(numbers)})
-gen = {"temperature": numbers, "max_new_tokens": numbers}
+metadata = st.dictionaries(st.sampled_from(["source", "page", "x"]), any_json, max_size=3)
 
-ASK = body({"question": texts}, {"k": numbers, "mode": st.sampled_from(["dense", "bm25", "hybrid", "mmr", "x"]),
-                                 "filter": filters, "history": st.lists(turn, max_size=3),
-                                 "stream": st.booleans(), **gen})
+ASK = body({"question": texts},
+           {"k": numbers, "mode": st.sampled_from(["dense", "bm25", "hybrid", "mmr", "x"]), "filter": filters,
+            "history": st.lists(turn, max_size=3), "stream": st.booleans(), "temperature": numbers,
+            "max_new_tokens": numbers})
 INGEST = body({}, {"paths": st.lists(texts, max_size=3), "texts": st.lists(texts, max_size=3),
-                   "metadatas": st.lists(st.dictionaries(st.sampled_from(["source", "page", "x"]), any_json,
-                                                         max_size=3), max_size=3)})
-CHAT = body({"messages": st.lists(turn, min_size=0, max_size=4)},
+                   "metadatas": st.lists(metadata, max_size=3)})
+CHAT = body({"messages": st.lists(turn, max_size=4)},
             {"model": texts, "stream": st.booleans(), "n": numbers, "top_p": numbers, "max_tokens": numbers,
-             "max_completion_tokens": numbers, "temperature": numbers, "stop": texts | st.lists(texts, max_size=5),
+             "max_completion_tokens": numbers, "temperature": numbers,
+             "stop": texts | st.lists(texts, max_size=5),
              "stream_options": st.fixed_dictionaries({}, optional={"include_usage": either(st.booleans())})})
 
 # bodies a client would send (every field valid, though the text can hold anything), so the
@@ -122,15 +107,18 @@ CHAT = body({"messages": st.lists(turn, min_size=0, max_size=4)},
 words = st.text(min_size=1, max_size=60).filter(str.strip)
 user_turn = st.fixed_dictionaries({"role": st.just("user"), "content": words})
 any_turn = st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system"]), "content": words})
+valid_filter = st.fixed_dictionaries({}, optional={"source": st.sampled_from(["eiffel.txt", "x"]),
+                                                   "page_min": st.integers(0, 5),
+                                                   "page_max": st.integers(0, 5)})
 VALID_ASK = st.fixed_dictionaries({"question": words}, optional={
     "k": st.integers(1, 100), "mode": st.sampled_from(["dense", "bm25", "hybrid", "mmr"]),
-    "filter": st.fixed_dictionaries({}, optional={"source": st.sampled_from(["eiffel.txt", "x"]),
-                                                  "page_min": st.integers(0, 5), "page_max": st.integers(0, 5)}),
-    "history": st.lists(any_turn, max_size=3), "stream": st.booleans(), "max_new_tokens": st.integers(1, 8192),
-    "temperature": st.floats(0, 2)})
+    "filter": valid_filter, "history": st.lists(any_turn, max_size=3), "stream": st.booleans(),
+    "max_new_tokens": st.integers(1, 8192), "temperature": st.floats(0, 2)})
+valid_metadata = st.fixed_dictionaries({}, optional={"source": words, "page": st.integers(0, 10**9),
+                                                     "note": any_json})
 VALID_INGEST = st.lists(words, min_size=1, max_size=3).flatmap(lambda ts: st.fixed_dictionaries(
-    {"texts": st.just(ts)}, optional={"metadatas": st.lists(st.fixed_dictionaries({}, optional={
-        "source": words, "page": st.integers(0, 10**9), "note": any_json}), min_size=len(ts), max_size=len(ts))}))
+    {"texts": st.just(ts)},
+    optional={"metadatas": st.lists(valid_metadata, min_size=len(ts), max_size=len(ts))}))
 VALID_CHAT = st.fixed_dictionaries(
     {"messages": st.tuples(st.lists(any_turn, max_size=3), user_turn).map(lambda t: [*t[0], t[1]])},
     optional={"model": words, "stream": st.booleans(), "n": st.integers(1, 3), "top_p": st.floats(0.01, 1),
@@ -147,8 +135,8 @@ NOT_JSON = st.one_of(st.binary(max_size=60), st.sampled_from([b"", b"{", b'{"que
 
 
 def payload(strategy):
-    return st.one_of(strategy.map(lambda b: json.dumps(b).encode()), strategy.map(lambda b: json.dumps(b).encode()),
-                     NESTED.map(str.encode), NOT_JSON)
+    as_json = strategy.map(lambda b: json.dumps(b).encode())
+    return st.one_of(as_json, as_json, NESTED.map(str.encode), NOT_JSON)
 
 
 # --- checks ----------------------------------------------------------------------------------
@@ -192,9 +180,11 @@ def test_chat_completions_never_answers_5xx(client, content):
     check(post(client, "/v1/chat/completions", content))
 
 
-@settings(FUZZ, max_examples=40)
-@given(filename=st.one_of(st.text(max_size=30), st.sampled_from(["a.txt", "../../x.md", "x\x00.pdf", "a.csv",
-                                                                 "b.html", "c.pdf", "d.docx", "%2e%2e"])),
+UPLOAD_NAMES = ["a.txt", "../../x.md", "x\x00.pdf", "a.csv", "b.html", "c.pdf", "d.docx", "%2e%2e"]
+
+
+@settings(FUZZ, max_examples=40)  # each accepted upload is parsed and embedded: fewer examples
+@given(filename=st.one_of(st.text(max_size=30), st.sampled_from(UPLOAD_NAMES)),
        content=st.binary(max_size=200))
 def test_upload_never_answers_5xx(client, filename, content):
     check(client.post("/ingest/upload", params={"filename": filename}, content=content))
@@ -202,8 +192,8 @@ def test_upload_never_answers_5xx(client, filename, content):
 
 @FUZZ
 @given(method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]),
-       path=st.sampled_from(["/health", "/v1/models", "/ask", "/ingest", "/ingest/upload", "/v1/chat/completions",
-                             "/v1", "/nope", "/ask/", "//ask"]),
+       path=st.sampled_from(["/health", "/v1/models", "/ask", "/ingest", "/ingest/upload",
+                             "/v1/chat/completions", "/v1", "/nope", "/ask/", "//ask"]),
        query=st.dictionaries(st.sampled_from(["filename", "q", "x"]), st.text(max_size=10), max_size=2))
 def test_any_method_on_any_path_never_answers_5xx(client, method, path, query):
     check(client.request(method, path, params=query))
@@ -211,8 +201,9 @@ def test_any_method_on_any_path_never_answers_5xx(client, method, path, query):
 
 def test_every_route_is_fuzzed(client):
     """A route added later without a fuzz test above fails here."""
-    fuzzed = {("POST", "/ask"), ("POST", "/ingest"), ("POST", "/v1/chat/completions"), ("POST", "/ingest/upload"),
-              ("GET", "/health"), ("GET", "/v1/models")}
-    routes = {(m, r.path) for r in client.app.routes for m in getattr(r, "methods", ()) or ()
-              if r.path not in ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc") and m != "HEAD"}
+    fuzzed = {("POST", "/ask"), ("POST", "/ingest"), ("POST", "/v1/chat/completions"),
+              ("POST", "/ingest/upload"), ("GET", "/health"), ("GET", "/v1/models")}
+    docs = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+    routes = {(m, r.path) for r in client.app.routes for m in getattr(r, "methods", None) or ()
+              if r.path not in docs and m != "HEAD"}
     assert routes == fuzzed
