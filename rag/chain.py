@@ -24,9 +24,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rag.citations import DECLINE, attribute, parse_citations, verify_citations
 from rag.types import Answer, Hit, Source
+
+if TYPE_CHECKING:  # annotations only: the chain runs with any object that fits the protocol
+    from rag.llms import LLM
+    from rag.settings import Settings
 
 __all__ = [
     "NO_PASSAGES_ANSWER",
@@ -94,7 +99,7 @@ def build_messages(question: str, hits: Sequence[Hit]) -> list[dict[str, str]]:
             {"role": "user", "content": _user_message(question, blocks)}]
 
 
-def pack_context(question: str, hits: Sequence[Hit], llm: Any, max_new_tokens: int) -> tuple[list[Hit], int]:
+def pack_context(question: str, hits: Sequence[Hit], llm: LLM, max_new_tokens: int) -> tuple[list[Hit], int]:
     """Keep the best-ranked passages that fit ``llm.context_window - max_new_tokens``.
 
     Passages are taken in rank order; the first that does not fit ends the list (lower-ranked
@@ -120,7 +125,7 @@ def pack_context(question: str, hits: Sequence[Hit], llm: Any, max_new_tokens: i
     return kept, len(hits) - len(kept)
 
 
-def _truncate(hit: Hit, room: int, llm: Any) -> Hit:
+def _truncate(hit: Hit, room: int, llm: LLM) -> Hit:
     """The hit with its text cut (on a word boundary) so its passage block costs <= room tokens."""
     lo, hi = 0, len(hit.text)
     overhead = llm.count_tokens(_passage_block(1, Hit(hit.id, "", hit.source, hit.page, hit.score))) + 2
@@ -134,107 +139,6 @@ def _truncate(hit: Hit, room: int, llm: Any) -> Hit:
     if lo < len(hit.text) and " " in text:
         text = text.rsplit(" ", 1)[0]
     return Hit(hit.id, text, hit.source, hit.page, hit.score, hit.chunk_index, dict(hit.metadata))
-
-
-# --- citations --------------------------------------------------------------------------------
-
-_CITE = re.compile(r"\[\s*(?:passages?|sources?|docs?|documents?)?\s*(\d+(?:\s*(?:,|;|-|–|and)\s*\d+)*)\s*\]",
-                   re.IGNORECASE)
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
-STOPWORDS = frozenset("""
-a about above after again against all also am an and any are as at be because been before being
-below between both but by can could did do does doing down during each few for from further had
-has have having he her here hers herself him himself his how i if in into is it its itself just
-me more most my myself no nor not now of off on once only or other our ours ourselves out over own
-passage passages same she should so some such than that the their theirs them themselves then there
-these they this those through to too under until up very was we were what when where which while
-who whom why will with would you your yours yourself yourselves according context answer question
-source sources document documents says said know don does doesn
-""".split())  # noqa: SIM905 - a word list reads better as text
-_DECLINE = re.compile(r"\b(?:don'?t|do not|doesn'?t|does not|cannot|can'?t|unable to)\s+"
-                      r"(?:know|say|find|answer|determine|tell)|\bnot (?:mentioned|provided|stated|"
-                      r"specified|available|contain)|\bno (?:information|mention)", re.IGNORECASE)
-
-
-def _expand(spec: str) -> list[int]:
-    """``'1, 3-5'`` -> ``[1, 3, 4, 5]`` (ranges capped, so '[1-99999]' cannot blow up)."""
-    nums: list[int] = []
-    for part in re.split(r"\s*(?:,|;|\band\b)\s*", spec.strip()):
-        m = re.fullmatch(r"(\d+)\s*[-–]\s*(\d+)", part)
-        if m:
-            lo, hi = int(m[1]), int(m[2])
-            nums.extend(range(lo, hi + 1) if 0 <= hi - lo <= 50 else (lo, hi))
-        elif part.isdigit():
-            nums.append(int(part))
-    return nums
-
-
-def parse_citations(text: str) -> list[tuple[str, list[int]]]:
-    """Split an answer into sentences, each with the passage numbers it cites (in order).
-
-    A citation that opens the next sentence-less line is kept with the sentence before it.
-    """
-    out: list[tuple[str, list[int]]] = []
-    for sentence in _SENTENCE_END.split(text):
-        sentence = sentence.strip()
-        if not sentence:
-            continue
-        nums: list[int] = []
-        for m in _CITE.finditer(sentence):
-            nums.extend(_expand(m.group(1)))
-        bare = _CITE.sub("", sentence).strip()
-        if not _WORD.search(bare) and out:  # "[2]" alone after a sentence end belongs to it
-            prev, prev_nums = out[-1]
-            out[-1] = (prev + " " + sentence, prev_nums + nums)
-            continue
-        out.append((sentence, nums))
-    return out
-
-
-def content_words(text: str) -> set[str]:
-    """Lower-cased words of 3+ characters that are not stopwords, crudely de-pluralised."""
-    words = set()
-    for w in _WORD.findall(_CITE.sub(" ", text).lower()):
-        if w in STOPWORDS or (len(w) < 3 and not w.isdigit()):
-            continue
-        words.add(w[:-1] if len(w) > 4 and w.endswith("s") and not w.endswith("ss") else w)
-    return words
-
-
-def verify_citations(text: str, sources: Sequence[Source]) -> dict[str, Any]:
-    """Check an answer's citations against the passages that were in its context.
-
-    Returns:
-        ``{"citations": [valid numbers, first-seen order], "invalid": [numbers with no passage],
-        "unsupported": [{"sentence", "citations"}]}``. A sentence is unsupported when none of the
-        passages it cites shares at least ``min(2, its content words)`` content words with it.
-    """
-    by_n = {s.n: s for s in sources}
-    words = {s.n: content_words(s.text + " " + s.source) for s in sources}
-    valid: list[int] = []
-    invalid: list[int] = []
-    unsupported: list[dict[str, Any]] = []
-    for sentence, nums in parse_citations(text):
-        if not nums:
-            continue
-        good = [n for n in nums if n in by_n]
-        for n in nums:
-            target = valid if n in by_n else invalid
-            if n not in target:
-                target.append(n)
-        mine = content_words(sentence)
-        need = min(2, len(mine))
-        if good and need and not any(len(mine & words[n]) >= need for n in good):
-            unsupported.append({"sentence": sentence, "citations": nums})
-    return {"citations": valid, "invalid": invalid, "unsupported": unsupported}
-
-
-def attribute(text: str, sources: Sequence[Source]) -> Source:
-    """The passage an uncited answer most likely came from: most content words shared with it,
-    the better-ranked passage on a tie (so the top one when nothing overlaps)."""
-    mine = content_words(text)
-    return max(sources, key=lambda s: (len(mine & content_words(s.text)), -s.n))
 
 
 # --- history ----------------------------------------------------------------------------------
@@ -269,7 +173,7 @@ def rewrite_messages(question: str, history: Sequence[Any]) -> list[dict[str, st
                                         "\n\nStandalone question:"}]
 
 
-def condense_question(question: str, history: Sequence[Any] | None, llm: Any) -> str:
+def condense_question(question: str, history: Sequence[Any] | None, llm: LLM) -> str:
     """The follow-up rewritten as a standalone question; the question itself when there is no
     history or the model's rewrite is unusable (empty or rambling)."""
     if not _history_messages(history):
@@ -288,7 +192,7 @@ def condense_question(question: str, history: Sequence[Any] | None, llm: Any) ->
 Retrieve = Callable[[str], list[Hit]]
 
 
-def _max_new_tokens(settings: Any, opts: dict[str, Any]) -> int:
+def _max_new_tokens(settings: Settings | None, opts: dict[str, Any]) -> int:
     if opts.get("max_new_tokens"):
         return int(opts["max_new_tokens"])
     llm_settings = getattr(settings, "llm", None)
@@ -343,7 +247,7 @@ class StreamingAnswer:
         return self._answer
 
 
-def _prepare(question: str, retrieve: Retrieve, llm: Any, settings: Any, history: Sequence[Any] | None,
+def _prepare(question: str, retrieve: Retrieve, llm: LLM, settings: Settings | None, history: Sequence[Any] | None,
              opts: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -401,7 +305,7 @@ def _finish(state: dict[str, Any], text: str, reported_finish: str | None = None
     if check["unsupported"]:
         flags.append("unsupported_sentences")
     if sources and not check["citations"]:
-        if _DECLINE.search(text) or not text:
+        if DECLINE.search(text) or not text:
             flags.append("declined")
         else:
             flags.append("no_citations")
@@ -413,7 +317,7 @@ def _finish(state: dict[str, Any], text: str, reported_finish: str | None = None
                   _finish_reason(reported_finish, tokens, state["opts"]["max_new_tokens"]))
 
 
-def stream(question: str, *, retrieve: Retrieve, llm: Any, settings: Any = None,
+def stream(question: str, *, retrieve: Retrieve, llm: LLM, settings: Settings | None = None,
            history: Sequence[Any] | None = None, **opts: Any) -> StreamingAnswer:
     """Rewrite (with history), retrieve and pack now; generate lazily while the result is iterated.
 
@@ -432,7 +336,7 @@ def stream(question: str, *, retrieve: Retrieve, llm: Any, settings: Any = None,
     return StreamingAnswer(state, llm.stream(state["messages"], **state["opts"]))
 
 
-def answer(question: str, *, retrieve: Retrieve, llm: Any, settings: Any = None,
+def answer(question: str, *, retrieve: Retrieve, llm: LLM, settings: Settings | None = None,
            history: Sequence[Any] | None = None, **opts: Any) -> Answer:
     """The whole chain in one call (non-streaming generation); see :func:`stream` for the args."""
     state = _prepare(question, retrieve, llm, settings, history, opts)
