@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rag.citations import DECLINE, attribute, parse_citations, verify_citations
+from rag.repetition import RepetitionGuard, strip_repeats
 from rag.types import Answer, Hit, Source
 
 if TYPE_CHECKING:  # annotations only: the chain runs with any object that fits the protocol
@@ -225,18 +226,30 @@ class StreamingAnswer:
             return
         first = True
         pieces = iter(self._pieces)
-        while True:
+        guard = RepetitionGuard()
+        reason = None
+        while not guard.stopped:
             try:
-                piece = next(pieces)
+                piece = guard.feed(next(pieces))
             except StopIteration as done:  # a backend's stream returns its finish reason
                 reason = done.value
+                piece = guard.finish()
+                if not piece:
+                    break
+            if piece:
+                if first:
+                    self._state["timings"]["first_token_s"] = time.perf_counter() - self._state["t0"]
+                    first = False
+                self._parts.append(piece)
+                yield piece
+            if reason is not None:
                 break
-            if first:
-                self._state["timings"]["first_token_s"] = time.perf_counter() - self._state["t0"]
-                first = False
-            self._parts.append(piece)
-            yield piece
-        self._answer = _finish(self._state, "".join(self._parts), reason)
+        if guard.stopped:
+            close = getattr(pieces, "close", None)
+            if close:
+                close()  # ends the backend's generation now, not at the token limit
+            reason = "stop"
+        self._answer = _finish(self._state, guard.text, reason, repeated=guard.stopped)
 
     @property
     def answer(self) -> Answer:
@@ -281,7 +294,8 @@ def _finish_reason(reported: str | None, tokens: dict[str, int], max_new_tokens:
     return "length" if tokens.get("completion", 0) >= max_new_tokens else "stop"
 
 
-def _finish(state: dict[str, Any], text: str, reported_finish: str | None = None) -> Answer:
+def _finish(state: dict[str, Any], text: str, reported_finish: str | None = None, *,
+            repeated: bool = False) -> Answer:
     llm, timings = state["llm"], state["timings"]
     timings["generate_s"] = time.perf_counter() - state["gen_start"]
     timings["total_s"] = time.perf_counter() - state["t0"]
@@ -298,6 +312,8 @@ def _finish(state: dict[str, Any], text: str, reported_finish: str | None = None
     check = verify_citations(text, sources)
     for s in sources:
         s.cited = s.n in check["citations"]
+    if repeated:
+        flags.append("repetition")  # the answer began repeating a sentence and was cut there
     if state["dropped"]:
         flags.append("context_truncated")
     if check["invalid"]:
@@ -345,4 +361,6 @@ def answer(question: str, *, retrieve: Retrieve, llm: LLM, settings: Settings | 
     state["gen_start"] = time.perf_counter()
     text = llm.generate(state["messages"], **state["opts"])
     state["timings"]["first_token_s"] = time.perf_counter() - state["t0"]
-    return _finish(state, text, getattr(text, "finish_reason", None))
+    kept, repeated = strip_repeats(text)
+    return _finish(state, kept, "stop" if repeated else getattr(text, "finish_reason", None),
+                   repeated=repeated)

@@ -58,6 +58,9 @@ class LLMSettings(_Section):
     temperature: float = Field(0.0, ge=0, description="0 = greedy decoding.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling when temperature > 0.")
     max_new_tokens: int = Field(256, gt=0, description="Token limit for one answer.")
+    repeat_penalty: float = Field(1.0, ge=1.0, le=2.0, description=(
+        "Penalty on tokens already generated, for local models (llama.cpp repeat_penalty, transformers "
+        "repetition_penalty); 1 = off. The chain also cuts an answer at its first repeated sentence."))
     context_window: int | None = Field(None, description="Override the model's context window (tokens).")
     timeout_s: float = Field(60.0, gt=0, description="Timeout for hosted API calls.")
     max_retries: int = Field(3, ge=0, description="Retries with backoff for hosted API calls.")
@@ -73,6 +76,8 @@ class ServerSettings(_Section):
 
 class Settings(_Section):
     data_dir: Path = Field(Path(".ragtune"), description="Where the index, caches, adapters and runs live.")
+    models_dir: Path = Field(Path("~/.cache/ragtune/models"), description="Model cache: catalogue models "
+                             "assembled or pulled by `python -m rag models pull` (shared across projects).")
     store: str | None = Field(None, description="Vector store URI; default: the embedded store under data_dir.")
     embedder: str = Field(DEFAULT_EMBEDDER, description="Sentence-transformers model id or path.")
     device: str = Field("cpu", description="Torch device for local models ('cpu', 'cuda', 'auto').")

@@ -95,6 +95,7 @@ class BaseLLM:
             "temperature": getattr(llm, "temperature", 0.0),
             "top_p": getattr(llm, "top_p", 1.0),
             "max_new_tokens": getattr(llm, "max_new_tokens", 256),
+            "repeat_penalty": getattr(llm, "repeat_penalty", 1.0),
         }
 
     def gen_options(self, opts: Mapping[str, Any]) -> dict[str, Any]:
@@ -171,7 +172,8 @@ def open_llm(spec: str, settings: Any, *, env: Mapping[str, str] | None = None) 
     """Open the LLM a spec names (see the module docstring for the table).
 
     Args:
-        spec: ``''`` / ``hf:...`` / ``gguf:...`` / ``openai:...`` / a registered test prefix.
+        spec: ``''`` / ``hf:...`` / ``gguf:...`` / ``openai:...`` / a registered test prefix, or a
+            catalogue name (``qwen2.5-coder-0.5b``: its GGUF through llama.cpp, see :mod:`rag.catalogue`).
         settings: the :class:`rag.settings.Settings` tree (generation options, data_dir, threads).
         env: environment for hosted backends (default ``os.environ``).
 
@@ -180,7 +182,10 @@ def open_llm(spec: str, settings: Any, *, env: Mapping[str, str] | None = None) 
         MissingDependencyError: the backend's SDK is not installed (names the extra).
         ModelNotFoundError: the model or adapter cannot be found offline.
     """
-    prefix, rest = _split(spec or "")
+    from rag.catalogue import resolve_llm_spec
+
+    catalogued = resolve_llm_spec(spec or "", settings)  # assembles a catalogue model on first use
+    prefix, rest = _split((spec or "") if catalogued is None else catalogued)
     if prefix == "":
         if default_backend() == "gguf":
             from rag.model_paths import packaged_smollm2_gguf
@@ -206,6 +211,6 @@ def open_llm(spec: str, settings: Any, *, env: Mapping[str, str] | None = None) 
         factory = getattr(module, cls_name)
     kwargs = {"env": env} if prefix == "openai" and env is not None else {}
     llm = factory(rest, settings, **kwargs)
-    if not getattr(llm, "name", ""):
-        llm.name = spec
+    if not getattr(llm, "name", "") or catalogued:  # show the catalogue name, not the cache path
+        llm.name = spec.strip() if catalogued else spec
     return llm

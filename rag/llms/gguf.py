@@ -75,7 +75,7 @@ class LlamaCppLLM(BaseLLM):
     def _kwargs(self, opts: dict[str, Any]) -> dict[str, Any]:
         o = self.gen_options(opts)
         kw: dict[str, Any] = {"max_tokens": int(o["max_new_tokens"]), "temperature": float(o["temperature"]),
-                              "top_p": float(o["top_p"])}
+                              "top_p": float(o["top_p"]), "repeat_penalty": float(o["repeat_penalty"])}
         if float(o["temperature"]) <= 0:
             kw.update(temperature=0.0, top_k=1)  # greedy
         if o.get("stop"):

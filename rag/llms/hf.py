@@ -171,6 +171,8 @@ class HFLLM(BaseLLM):
             kw.update(do_sample=True, temperature=float(o["temperature"]), top_p=float(o["top_p"]))
         else:
             kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if float(o["repeat_penalty"]) != 1.0:
+            kw["repetition_penalty"] = float(o["repeat_penalty"])
         if o.get("stop"):
             kw["stop_strings"] = list(o["stop"]) if not isinstance(o["stop"], str) else [o["stop"]]
             kw["tokenizer"] = self.tokenizer
