@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "chat": "rag.commands.chat",
     "stats": "rag.commands.stats",
     "serve": "rag.commands.serve",
+    "models": "rag.commands.models",
 }
 
 

@@ -255,6 +255,7 @@ def assemble(sources: Iterable[Path], dest: Path, *, size: int, sha256: str, wha
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial")
     tmp = Path(tmp_name)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes it private; a model cache is readable like any download
         digest, written = hashlib.sha256(), 0
         with os.fdopen(fd, "wb") as out, _bar(size, f"assembling {what}") as bar:
             for src in sources:

@@ -104,5 +104,5 @@ def test_openai_needs_a_key_or_base_url_and_never_echoes_the_key():
 
 def test_gen_options_merge_settings_and_call_options():
     base = llms.BaseLLM(Settings(llm={"temperature": 0.3, "max_new_tokens": 99}))
-    assert base.gen_options({}) == {"temperature": 0.3, "top_p": 1.0, "max_new_tokens": 99}
+    assert base.gen_options({}) == {"temperature": 0.3, "top_p": 1.0, "max_new_tokens": 99, "repeat_penalty": 1.0}
     assert base.gen_options({"max_tokens": 5, "top_p": None})["max_new_tokens"] == 5
