@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rag.citations import DECLINE, attribute, parse_citations, verify_citations
-from rag.repetition import RepetitionGuard, strip_repeats
+from rag.repetition import RepetitionGuard
 from rag.types import Answer, Hit, Source
 
 if TYPE_CHECKING:  # annotations only: the chain runs with any object that fits the protocol
@@ -354,13 +354,10 @@ def stream(question: str, *, retrieve: Retrieve, llm: LLM, settings: Settings | 
 
 def answer(question: str, *, retrieve: Retrieve, llm: LLM, settings: Settings | None = None,
            history: Sequence[Any] | None = None, **opts: Any) -> Answer:
-    """The whole chain in one call (non-streaming generation); see :func:`stream` for the args."""
-    state = _prepare(question, retrieve, llm, settings, history, opts)
-    if state["fixed_text"] is not None:
-        return _finish(state, state["fixed_text"])
-    state["gen_start"] = time.perf_counter()
-    text = llm.generate(state["messages"], **state["opts"])
-    state["timings"]["first_token_s"] = time.perf_counter() - state["t0"]
-    kept, repeated = strip_repeats(text)
-    return _finish(state, kept, "stop" if repeated else getattr(text, "finish_reason", None),
-                   repeated=repeated)
+    """The whole chain in one call; see :func:`stream` for the args.
+
+    Generation is streamed internally, so an answer that starts repeating itself stops at once
+    instead of running to the token limit (the same text greedy ``generate`` would give, cut).
+    """
+    streaming = stream(question, retrieve=retrieve, llm=llm, settings=settings, history=history, **opts)
+    return streaming.answer

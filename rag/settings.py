@@ -105,10 +105,19 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any
     return out
 
 
+# RAGTUNE_* variables that are not settings: read by the CLIs, scripts/pg.sh, scripts/setup.sh
+# and the tests. Any other RAGTUNE_* name must be a setting, so a typo is reported, not ignored.
+NOT_SETTINGS = ("DEBUG", "CONFIG", "PG_PORT", "PG_DIR", "PYTHON")
+NOT_SETTINGS_PREFIX = "TEST_"
+
+
 def _env_tree(env: Mapping[str, str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "DEBUG":
+        if not name.startswith(ENV_PREFIX):
+            continue
+        short = name[len(ENV_PREFIX):]
+        if short in NOT_SETTINGS or short.startswith(NOT_SETTINGS_PREFIX):
             continue
         path = name[len(ENV_PREFIX):].lower().split("__")
         node = tree
@@ -166,6 +175,8 @@ def load_settings(config: str | Path | None = None, *, env: Mapping[str, str] | 
         for err in e.errors():
             field = ".".join(str(p) for p in err["loc"])
             origin = next((name for name, layer in reversed(layers) if _has_path(layer, err["loc"])), "defaults")
+            if origin == "environment":  # name the variable the user has to fix or unset
+                origin = "environment variable " + ENV_PREFIX + "__".join(str(p) for p in err["loc"]).upper()
             problems.append(f"  {field}: {err['msg']} (from {origin})")
         raise ConfigError("invalid settings:\n" + "\n".join(problems)) from None
 

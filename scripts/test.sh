@@ -8,5 +8,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
 bash scripts/pg.sh start >/dev/null           # PostgreSQL + pgvector on 127.0.0.1 for the store tests
 trap 'bash scripts/pg.sh stop >/dev/null 2>&1 || true' EXIT
-export RAGTUNE_TEST_PG="pgvector://postgres@127.0.0.1:${RAGTUNE_PG_PORT:-54329}/ragtune"
 .venv/bin/python -m pytest -p no:cacheprovider "$@"

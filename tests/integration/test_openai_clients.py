@@ -37,8 +37,8 @@ def _rag(tmp_path_factory, **kw):
 def url(tmp_path_factory):
     from rag.server import create_app
 
-    register("echo", EchoLLM)
     rag = _rag(tmp_path_factory, llm="echo:")
+    register("echo", EchoLLM)  # after anything that can fail, so the finally below always pairs with it
     try:
         with serving(create_app(rag)) as base:
             yield base

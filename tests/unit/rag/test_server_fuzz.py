@@ -38,7 +38,6 @@ def client(tmp_path_factory):
 
     from rag.server import create_app
 
-    register("echo", EchoLLM)
     data = tmp_path_factory.mktemp("fuzz-data")
     root = tmp_path_factory.mktemp("fuzz-root")
     (root / "notes.txt").write_text("The lighthouse keeper logs every ship that passes the harbour.\n")
@@ -48,6 +47,7 @@ def client(tmp_path_factory):
     # passage puts them in every streamed answer
     rag.add_texts(["The Eiffel Tower was completed in 1889.", "Bananas are yellow\u2028fruits.\x85"],
                   metadatas=[{"source": "eiffel.txt", "page": 1}, {"source": "fruit.txt"}])
+    register("echo", EchoLLM)  # after anything that can fail, so the finally below always pairs with it
     try:
         with TestClient(create_app(rag, ingest_root=root)) as c:
             yield c

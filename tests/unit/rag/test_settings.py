@@ -39,3 +39,22 @@ def test_save_setting_keeps_others(tmp_path):
     save_setting(cfg, "retrieval.mode", "bm25")
     s = load_settings(cfg, env={})
     assert s.store == "x" and s.retrieval.mode == "bm25"
+
+
+def test_script_variables_with_our_prefix_are_not_settings():
+    """RAGTUNE_PG_PORT (scripts/pg.sh) or RAGTUNE_TEST_* beside a command must not break it."""
+    from rag.settings import load_settings
+
+    s = load_settings(env={"RAGTUNE_PG_PORT": "5555", "RAGTUNE_PG_DIR": "/tmp/x", "RAGTUNE_TEST_PG": "pgvector://x",
+                           "RAGTUNE_DEBUG": "1", "RAGTUNE_RETRIEVAL__K": "7"})
+    assert s.retrieval.k == 7
+
+
+def test_a_mistyped_variable_is_named_in_the_error():
+    import pytest
+
+    from rag.errors import ConfigError
+    from rag.settings import load_settings
+
+    with pytest.raises(ConfigError, match=r"retrieval\.kk: .*environment variable RAGTUNE_RETRIEVAL__KK"):
+        load_settings(env={"RAGTUNE_RETRIEVAL__KK": "7"})
