@@ -6,7 +6,8 @@
 Each SQuAD question (../shared/data/squad) goes through the real chain with its gold paragraph
 and four other paragraphs of the same article as the five retrieved passages (retrieval is
 measured elsewhere; this isolates generation). Penalties are interleaved per question so a busy
-machine slows them alike. Per penalty: answer F1 and EM (citation markers removed), citation
+machine slows them alike, in a rotating order (llama.cpp's prompt cache speeds up whichever runs
+second on the same prompt). Per penalty: answer F1 and EM (citation markers removed), citation
 rate (answers with a valid [n]), the share of answers the repetition guard had to cut, mean
 answer tokens and seconds per answer. The demo question over data/sample runs too.
 """
@@ -59,7 +60,9 @@ def run(spec: str, penalties: list[float], n: int, max_new_tokens: int, threads:
     for qi, (row, passages) in enumerate(qs):
         hits = [Hit(p["context_id"], p["text"], p["source"], p["start_page"], 1.0 - 0.1 * j)
                 for j, p in enumerate(passages)]
-        for p in penalties:
+        # Rotate the order: the first call on a new prompt pays llama.cpp's prefill, the next ones
+        # reuse its prompt cache, so a fixed order would bias the seconds column.
+        for p in penalties[qi % len(penalties):] + penalties[:qi % len(penalties)]:
             t0 = time.perf_counter()
             a = chain.answer(row["question"], retrieve=lambda q: hits, llm=llm, settings=settings,
                              repeat_penalty=p, max_new_tokens=max_new_tokens)
