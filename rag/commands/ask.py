@@ -20,7 +20,7 @@ HELP = "answer a question from the index, citing numbered sources"
 def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags shared by ask and chat."""
     g = parser.add_argument_group("answer options")
-    g.add_argument("--llm", metavar="SPEC", help="LLM spec: '' (packaged SmolLM2), hf:ID[+adapter:DIR], "
+    g.add_argument("--llm", metavar="SPEC", help="LLM spec: '' (the best installed model), a catalogue name (python -m rag models list), hf:ID[+adapter:DIR], "
                                                  "gguf:PATH, openai:MODEL (see docs/llms.md)")
     g.add_argument("--k", type=int, metavar="N", help="passages handed to the LLM (default: settings, 5)")
     g.add_argument("--mode", choices=MODES, help="retrieval method")

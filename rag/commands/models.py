@@ -55,7 +55,9 @@ def _human(size: int | None) -> str:
 def _print_table(rows: list[dict]) -> None:
     cells = [[h for h, _ in _COLUMNS]]
     for row in rows:
-        cells.append([_human(row["size"]) if key == "size" else str(row.get(key) or "?") for _, key in _COLUMNS])
+        cells.append([_human(row["size"]) if key == "size" else
+                      (str(row.get(key) or "?") + (" (default)" if key == "status" and row.get("default") else ""))
+                      for _, key in _COLUMNS])
     widths = [max(len(r[i]) for r in cells) for i in range(len(_COLUMNS))]
     for r in cells:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

@@ -155,8 +155,8 @@ def default_backend() -> str:
 def _split(spec: str) -> tuple[str, str]:
     """``'hf:x+adapter:y'`` -> ``('hf', 'x+adapter:y')``; prefix-less specs are inferred."""
     spec = spec.strip()
-    if spec.startswith(ADAPTER_MARK):  # '+adapter:DIR' alone: the packaged base
-        return "hf", spec
+    if spec.startswith(("adapter:", ADAPTER_MARK)):  # an adapter alone: the base it records
+        return "hf", "+" + spec.removeprefix("+")
     prefix, sep, rest = spec.partition(":")
     if sep and (prefix in REGISTRY or (len(prefix) > 1 and "/" not in prefix and "." not in prefix
                                        and "+" not in prefix)):
@@ -211,6 +211,8 @@ def open_llm(spec: str, settings: Any, *, env: Mapping[str, str] | None = None) 
         factory = getattr(module, cls_name)
     kwargs = {"env": env} if prefix == "openai" and env is not None else {}
     llm = factory(rest, settings, **kwargs)
-    if not getattr(llm, "name", "") or catalogued:  # show the catalogue name, not the cache path
-        llm.name = spec.strip() if catalogued else spec
+    if not getattr(llm, "name", "") or catalogued is not None:  # the catalogue name, not the cache path
+        from rag.catalogue import default_entry, models_dir
+
+        llm.name = (spec.strip() or default_entry(models_dir(settings)).name) if catalogued is not None else spec
     return llm

@@ -1,9 +1,12 @@
 """``hf:ID_OR_PATH[+adapter:DIR]``: any local causal LM through transformers, optionally with a
 PEFT (LoRA / QLoRA) adapter written by ``python -m finetune.qlora``.
 
-The packaged SmolLM2 (``hf:``, ``hf:smollm2``, or no base with an adapter) loads from the dense
+A catalogue model (``hf:``, ``hf:smollm2``, ``hf:qwen2.5-coder-0.5b``) loads from the dense
 safetensors that :func:`rag.model_paths.dense_base_model` caches under the data directory: the same
 weights ``finetune`` trains on, so adapters apply to exactly what they were trained against.
+With no base (``adapter:DIR``, ``hf:+adapter:DIR``) the base is the one the adapter records in
+``ragtune_adapter.json``: a catalogue name, a hub id or an absolute path, never relative to the
+folder training ran in; the recorded local path is used only as a cache hint.
 Only safetensors weights are loaded; ``trust_remote_code`` comes from settings (off by default).
 """
 
@@ -30,7 +33,7 @@ from transformers import (
 from rag.errors import ConfigError, LLMError, MissingDependencyError, ModelNotFoundError
 from rag.llms import ADAPTER_MARK, BaseLLM, Completion, Message
 from rag.llms.adapter_meta import ADAPTER_META
-from rag.model_paths import dense_base_model, existing_local, is_packaged_llm
+from rag.model_paths import base_identity, dense_base_model, dense_dir_name, existing_local
 
 # transformers 4.56 renamed from_pretrained's torch_dtype to dtype (pyproject allows >= 4.46)
 _DTYPE_KW = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
@@ -76,18 +79,52 @@ def resolve_adapter(adapter: str, settings: Any) -> Path:
     return path
 
 
+def _adapter_meta(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((path / ADAPTER_META).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def adapter_base(path: Path) -> str:
     """The base model an adapter names in ``ragtune_adapter.json`` ('' = the packaged SmolLM2)."""
-    meta = path / ADAPTER_META
-    if not meta.exists():
-        return ""
-    try:
-        data = json.loads(meta.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return ""
+    data = _adapter_meta(path)
     base = data.get("base") or data.get("base_model") or data.get("base_spec") or ""
-    base = str(base)
-    return base.removeprefix("hf:")
+    return str(base).removeprefix("hf:")
+
+
+def cached_base(path: Path, base: str) -> str | None:
+    """The dense folder training used (``base_model_path`` in ``ragtune_adapter.json``), when it is
+    still there and holds the catalogue model ``base``: it saves converting the GGUF again into this
+    data directory. Only a hint: anything else (moved, another machine) resolves ``base`` by name."""
+    hint = _adapter_meta(path).get("base_model_path")
+    if not hint or not Path(hint).is_absolute():
+        return None
+    name = base_identity(base)
+    return hint if dense_dir_name(hint) == name and (Path(hint) / "config.json").is_file() else None
+
+
+def base_location(base: str, settings: Any) -> tuple[str, str | None]:
+    """What transformers loads for ``base``: ``(folder or hub id, gguf file name or None)``.
+
+    Raises:
+        ModelNotFoundError: a path-like base that does not exist (a relative path in an old adapter's
+            metadata only worked from the folder training ran in), or a catalogue model not installed.
+    """
+    dense = dense_base_model(base, settings.data_dir, getattr(settings, "models_dir", None))
+    if dense != base:  # a catalogue name: its dense weights under DATA_DIR/models/
+        return dense, None
+    if base.lower().endswith(".gguf") and Path(base).is_file():
+        return str(Path(base).parent), Path(base).name
+    try:
+        local = existing_local(base, "model folder")
+    except ModelNotFoundError as e:
+        raise ModelNotFoundError(
+            f"{e} (current folder: {Path.cwd()}); a relative base only works from the folder it is relative "
+            "to: give its absolute path (hf:/abs/path+adapter:DIR), or a catalogue name (python -m rag "
+            "models list)") from e
+    return (str(local), None) if local else (base, None)
 
 
 class _Cancel(StoppingCriteria):
@@ -106,21 +143,16 @@ class HFLLM(BaseLLM):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         base, adapter = parse_spec(rest)
         self.adapter_path = resolve_adapter(adapter, settings) if adapter else None
+        hint = None
         if not base and self.adapter_path is not None:
             base = adapter_base(self.adapter_path)
+            hint = cached_base(self.adapter_path, base)
         self.base = base
         self.name = "hf:" + rest
         trust = bool(settings.llm.trust_remote_code)
         if settings.llm.threads:
             torch.set_num_threads(int(settings.llm.threads))
-        gguf_file = None
-        if is_packaged_llm(base):
-            path = dense_base_model("", settings.data_dir)
-        elif base.lower().endswith(".gguf") and Path(base).is_file():
-            path, gguf_file = str(Path(base).parent), Path(base).name
-        else:
-            local = existing_local(base, "model folder")
-            path = str(local) if local else base
+        path, gguf_file = (hint, None) if hint else base_location(base, settings)
         kwargs: dict[str, Any] = {"trust_remote_code": trust}
         if gguf_file:
             kwargs["gguf_file"] = gguf_file

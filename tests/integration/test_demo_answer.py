@@ -1,4 +1,5 @@
-"""The README demo's question, answered by the packaged SmolLM2 as `bash scripts/demo.sh` does.
+"""The README demo's question, answered by the packaged SmolLM2 (the model that looped; the demo
+itself now uses the default, the best installed model: see test_plain_script.py).
 
 Regression: the answer was right ("140 grams") and then one sentence seven times until the token
 limit. The chain now cuts an answer at its first repeated sentence, streamed or not.
@@ -26,7 +27,7 @@ def demo_rag(tmp_path_factory, embedder):
     from rag.embedders.cache import CachedEmbedder
 
     data = tmp_path_factory.mktemp("demo")
-    rag = RAG(data_dir=str(data), llm__threads=1)  # the default LLM, as the demo uses it
+    rag = RAG(data_dir=str(data), llm="smollm2", llm__threads=1)
     rag._embedder = CachedEmbedder(embedder, data / "cache")
     rag.ingest([SAMPLE])
     yield rag

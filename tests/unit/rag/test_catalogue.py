@@ -9,6 +9,8 @@ a test fails if the catalogue ever imports third-party code); the hub is a small
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.util
 import json
 import threading
 from dataclasses import replace
@@ -181,7 +183,7 @@ def test_unknown_name_lists_the_known_ones(root):
 
 
 def test_packaged_aliases_keep_working():
-    assert {catalogue.lookup(n).name for n in ("", "smollm2", "SmolLM2-135M", " smollm2-135m ")} == {"smollm2-135m"}
+    assert {catalogue.lookup(n).name for n in ("smollm2", "SmolLM2-135M", " smollm2-135m ")} == {"smollm2-135m"}
     assert catalogue.resolve_llm_spec("smollm2-135m") == ""
     assert catalogue.resolve_llm_spec("hf:smollm2") is None and catalogue.resolve_llm_spec("gguf:/x.gguf") is None
 
@@ -446,3 +448,31 @@ def test_hub_offline_is_refused_without_a_request(hub, root, monkeypatch):
     with pytest.raises(ModelNotFoundError, match="HF_HUB_OFFLINE is set"):
         catalogue.pull(REF, root)
     assert server.requests == []
+
+
+# ---- the default LLM -------------------------------------------------------------------------------
+
+def test_default_is_the_first_installed_model_of_the_order(fake, root, monkeypatch):
+    """'' opens the best installed model: here the fake entry put first in the order (its parts
+    are installed), else the packaged SmolLM2, which is always there."""
+    monkeypatch.setattr(catalogue, "DEFAULT_ORDER", (FAKE, "smollm2-135m"))
+    real = importlib.util.find_spec
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: object() if name == "llama_cpp" else real(name, *a))
+    assert catalogue.default_entry(root).name == FAKE
+    assert catalogue.resolve_llm_spec("", load_settings()) == "gguf:" + str(catalogue.cache_path(fake[0], root))
+    assert [r["name"] for r in catalogue.rows(root) if r["default"]] == [FAKE]
+
+
+def test_default_falls_back_to_the_packaged_model(root, monkeypatch):
+    monkeypatch.setattr(catalogue, "DEFAULT_ORDER", ("qwen2.5-coder-1.5b", "smollm2-135m"))
+    monkeypatch.setattr(catalogue, "status", lambda e, r: ("not installed", None) if not e.packaged else
+                        ("installed", Path("/x.gguf")))
+    assert catalogue.default_entry(root).name == "smollm2-135m"
+    assert catalogue.resolve_llm_spec("", load_settings()) == ""
+
+
+def test_without_llama_cpp_only_the_packaged_model_can_be_the_default(fake, root, monkeypatch):
+    monkeypatch.setattr(catalogue, "DEFAULT_ORDER", (FAKE, "smollm2-135m"))
+    real = importlib.util.find_spec
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "llama_cpp" else real(name, *a))
+    assert catalogue.default_entry(root).name == "smollm2-135m"
