@@ -64,7 +64,7 @@ def run(spec: str, penalties: list[float], n: int, max_new_tokens: int, threads:
         # reuse its prompt cache, so a fixed order would bias the seconds column.
         for p in penalties[qi % len(penalties):] + penalties[:qi % len(penalties)]:
             t0 = time.perf_counter()
-            a = chain.answer(row["question"], retrieve=lambda q: hits, llm=llm, settings=settings,
+            a = chain.answer(row["question"], retrieve=lambda q, h=hits: h, llm=llm, settings=settings,
                              repeat_penalty=p, max_new_tokens=max_new_tokens)
             s = stats[p]
             s["seconds"].append(time.perf_counter() - t0)
@@ -87,12 +87,11 @@ def demo(spec: str, penalties: list[float], threads: int) -> dict:
     from rag.api import RAG
 
     out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        with RAG(data_dir=tmp, llm=spec, llm__threads=threads) as rag:
-            rag.ingest([ROOT / "data" / "sample"])
-            for p in penalties:
-                a = rag.ask("How much does the Acme Widget weigh?", repeat_penalty=p)
-                out[str(p)] = {"answer": a.text, "flags": a.flags, "citations": a.citations}
+    with tempfile.TemporaryDirectory() as tmp, RAG(data_dir=tmp, llm=spec, llm__threads=threads) as rag:
+        rag.ingest([ROOT / "data" / "sample"])
+        for p in penalties:
+            a = rag.ask("How much does the Acme Widget weigh?", repeat_penalty=p)
+            out[str(p)] = {"answer": a.text, "flags": a.flags, "citations": a.citations}
     return out
 
 

@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def merge(adapter: str | Path, output: str | Path, base: str | None = None, dtype: str = "float32",
-          trust_remote_code: bool = False, *, data_dir: str | Path, models_dir: str | Path | None = None) -> Path:
+          trust_remote_code: bool = False, *, data_dir: str | Path,
+          models_dir: str | Path | None = None) -> Path:
     """Merge ``adapter`` into its base and save model + tokenizer to ``output`` (safetensors).
 
     ``base`` defaults to the one the adapter's metadata names; a catalogue model's dense weights are

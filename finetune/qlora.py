@@ -258,7 +258,7 @@ class QLoRARecipe:
             # What loads the adapter from any folder: a catalogue name, hf:HUB_ID or an absolute path;
             # base_model_path (where these weights were read) is only a cache hint for the same machine.
             "base": base,
-            "base_model": base if Path(base).is_absolute() else (cfg.base or "smollm2"),  # as asked, for display
+            "base_model": base if Path(base).is_absolute() else (cfg.base or "smollm2"),  # as asked
             "base_model_path": self.base_path,
             "load_in_4bit": self.base.in_4bit,
             "quantization_note": self.base.note,

@@ -74,6 +74,7 @@ def print_answer_stream(streaming, out=None) -> object:
 
 def print_notes(answer, out=None) -> None:
     out = out or sys.stderr
+    sys.stdout.flush()  # the notes follow the sources on a terminal, not in the middle of them
     notes = {"no_citations": "note: the model cited no passage; [1] is shown as the likely source",
              "invalid_citations": f"note: cited passages that do not exist: {answer.invalid_citations}",
              "unsupported_sentences": "note: some cited sentences share no words with their passages",

@@ -67,6 +67,8 @@ class LLM(Protocol):
 
     name: str              # the spec it was opened with, for display (never holds a secret)
     context_window: int    # prompt + answer tokens the model accepts
+    # Optional: the model's architecture ("qwen2", "llama"), which picks a per-family answer style
+    # in the chain (rag.chain.ANSWER_STYLE); backends that cannot tell leave it out.
 
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` takes in this model (exact for local models, estimated for APIs)."""

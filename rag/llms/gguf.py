@@ -54,6 +54,7 @@ class LlamaCppLLM(BaseLLM):
         except (ValueError, RuntimeError) as e:
             raise LLMError(f"llama.cpp could not load '{path}': {e}") from e
         meta = getattr(self.llm, "metadata", {}) or {}
+        self.family = str(meta.get("general.architecture", ""))  # picks the chain's answer style
         trained = next((int(v) for k, v in meta.items() if k.endswith(".context_length")), DEFAULT_N_CTX)
         if not n_ctx and trained < self.llm.n_ctx():  # never promise more than the model saw
             with contextlib.redirect_stderr(io.StringIO()):

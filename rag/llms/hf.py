@@ -88,10 +88,18 @@ def _adapter_meta(path: Path) -> dict[str, Any]:
 
 
 def adapter_base(path: Path) -> str:
-    """The base model an adapter names in ``ragtune_adapter.json`` ('' = the packaged SmolLM2)."""
+    """The base model an adapter names: ``base`` in ``ragtune_adapter.json`` (older ragtune adapters:
+    ``base_model``), else PEFT's ``base_model_name_or_path`` (an adapter trained elsewhere); '' (the
+    packaged SmolLM2) when neither names one."""
     data = _adapter_meta(path)
-    base = data.get("base") or data.get("base_model") or data.get("base_spec") or ""
-    return str(base).removeprefix("hf:")
+    base = data.get("base") or data.get("base_model") or data.get("base_spec")
+    if not base and not data:
+        try:
+            peft_config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+            base = peft_config.get("base_model_name_or_path")
+        except (OSError, ValueError, AttributeError):
+            base = None
+    return str(base or "").removeprefix("hf:")
 
 
 def cached_base(path: Path, base: str) -> str | None:
@@ -177,6 +185,7 @@ class HFLLM(BaseLLM):
         self.device = device
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.family = str(getattr(self.model.config, "model_type", "") or "")  # the chain's answer style
         cfg_window = getattr(self.model.config, "max_position_embeddings", None) or 2048
         self.context_window = int(settings.llm.context_window or cfg_window)
         self._lock = threading.Lock()  # one generate at a time on a shared model

@@ -81,6 +81,12 @@ def test_adapter_loads_from_another_folder(train_file, tmp_path, make_rag, monke
             plain = llm.model(input_ids=ids).logits
     assert not torch.equal(tuned, plain)
     del llm
+    # plain PEFT too, by the adapter's path alone (adapter_config.json names the base absolutely)
+    from peft import AutoPeftModelForCausalLM
+
+    plain_peft = AutoPeftModelForCausalLM.from_pretrained(str(adapter))
+    assert plain_peft.peft_config["default"].base_model_name_or_path == str(dense_a)
+    del plain_peft
 
     # --- A's data dir gone (or the adapter copied to another machine): the base resolves by its name
     shutil.rmtree(folder_a / ".ragtune")
@@ -89,4 +95,4 @@ def test_adapter_loads_from_another_folder(train_file, tmp_path, make_rag, monke
     second_s = time.perf_counter() - start
     assert body["answer"].strip()
     assert (folder_b / ".ragtune" / "models" / "SmolLM2-135M-Instruct" / "model.safetensors").is_file()
-    print(f"\ntrain {trained_s:.1f} s, ask via the hint {first_s:.1f} s, ask converting in B {second_s:.1f} s")
+    print(f"\ntrain {trained_s:.1f} s, ask via the hint {first_s:.1f} s, converting in B {second_s:.1f} s")

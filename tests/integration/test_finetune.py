@@ -1,13 +1,16 @@
 """finetune end to end on CPU: a tiny random LLaMA in 4-bit, the real CLI, MLflow, resume, merge.
 
-The packaged SmolLM2 run is marked slow (about a minute).
+The packaged SmolLM2 run is marked slow (about a minute), and so is the catalogue Qwen2.5-Coder-0.5B
+run (about 2 minutes; skipped when its PyPI parts are not installed).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -64,8 +67,11 @@ def test_train_tiny_llama_4bit_on_cpu(tiny_model, train_file, tmp_path, capsys, 
     assert (out / "adapter_model.safetensors").exists() and (out / "adapter_config.json").exists()
     assert not list(out.glob("*.bin")) and not list(out.glob("*.pt"))
     meta = json.loads((out / "ragtune_adapter.json").read_text())
-    for key in ("config", "data", "versions", "base_model", "load_in_4bit", "metrics", "created", "mlflow"):
+    for key in ("config", "data", "versions", "base", "base_model", "load_in_4bit", "metrics", "created",
+                "mlflow"):
         assert key in meta, key
+    assert meta["base"] == meta["base_model_path"] == str(Path(tiny_model).resolve())  # a folder: absolute
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == meta["base"]
     assert meta["load_in_4bit"] is True and meta["quantization_note"] is None
     assert meta["config"]["rank"] == 4 and meta["config"]["optimizer"] == "adamw_torch"
     assert meta["data"]["hash"].startswith("sha256:") and meta["data"]["eval_examples"] == 4
@@ -179,6 +185,51 @@ def test_packaged_smollm2_qlora_few_steps(train_file, tmp_path):
     assert _main(["--base", "smollm2", "--data", train_file, "--output", out, "--max-steps", 3, "eval_every=3",
                   "report_to=none", "batch_size=2", "max_seq_len=96", "eval_split=0.05"]) == 0
     meta = json.loads((out / "ragtune_adapter.json").read_text())
-    assert meta["load_in_4bit"] is True and meta["base_model"] == "smollm2"
+    assert meta["load_in_4bit"] is True and meta["base_model"] == "smollm2" and meta["base"] == "smollm2-135m"
     m = meta["metrics"]
     assert math.isfinite(m["train_loss"]) and m["final_eval_loss"] < m["first_eval_loss"] + 0.5
+
+
+QWEN = "qwen2.5-coder-0.5b"
+
+
+def _missing_parts(name: str) -> list[str]:
+    from rag.catalogue import CATALOGUE
+
+    return [module for module, _ in CATALOGUE[name].parts if importlib.util.find_spec(module) is None]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(_missing_parts(QWEN)), reason=f"the {QWEN} parts are not installed: "
+                    "pip install 'ragtune[qwen-0.5b]'")
+def test_catalogue_qwen_base_qlora_then_adapter_loads(train_file, tmp_path, monkeypatch):
+    """``--base qwen2.5-coder-0.5b``: parts assembled, GGUF dequantised to safetensors once, 1 QLoRA step,
+    then ``adapter:DIR`` loads it on that base. Took 72-76 s on 2 cores at load average 1.5-3 (training
+    68-71 s: assembly ~2 s, conversion ~45 s, 4-bit load, 2 steps of 3.4 s; reload + answer 2 s), peak RSS
+    4.4 GB; the dense folder is 2.5 GB (fp32)."""
+    models, dense = tmp_path / "models", tmp_path / ".ragtune" / "models"
+    monkeypatch.setenv("RAGTUNE_MODELS_DIR", str(models))
+    monkeypatch.setenv("RAGTUNE_LLM__MAX_NEW_TOKENS", "4")
+    out = tmp_path / "qwen"
+    try:
+        start = time.perf_counter()
+        assert _main(["--base", QWEN, "--data", train_file, "--output", out, "--max-steps", 2, "--rank", 4,
+                      "report_to=none", "eval_split=0", "batch_size=1", "max_seq_len=128"]) == 0
+        trained_s = time.perf_counter() - start
+        meta = json.loads((out / "ragtune_adapter.json").read_text())
+        assert meta["base"] == QWEN and meta["load_in_4bit"] is True and meta["metrics"]["global_step"] == 2
+        assert meta["base_model_path"] == str(dense / QWEN) and math.isfinite(meta["metrics"]["train_loss"])
+        assert json.loads((dense / QWEN / "ragtune-source.json").read_text())["name"] == QWEN
+
+        from rag.llms import open_llm
+        from rag.settings import load_settings
+
+        start = time.perf_counter()
+        llm = open_llm(f"adapter:{out}", load_settings())
+        assert type(llm.model).__name__.startswith("Peft") and llm.base == QWEN
+        assert llm.model.get_base_model().config.model_type == "qwen2"
+        assert llm.complete("Say hello.").strip()
+        print(f"\n{QWEN}: trained in {trained_s:.0f} s, loaded + answered in {time.perf_counter() - start:.0f} s")
+    finally:  # 3 GB: do not leave it to pytest's tmp rotation
+        shutil.rmtree(dense, ignore_errors=True)
+        shutil.rmtree(models, ignore_errors=True)
