@@ -250,3 +250,27 @@ def test_fake_registers_like_a_real_backend(fake_prefix):
 
 def test_source_to_dict_rounds_score():
     assert Source(1, "a", 0, 0.1234567891, "t").to_dict()["score"] == 0.123457
+
+
+def test_answer_style_line_follows_the_question_for_its_family_only():
+    for family, expect in (("qwen2", chain.ANSWER_STYLE["qwen2"]), ("llama", None), ("", None)):
+        llm = FakeLLM(script=["1889 [1]"])
+        llm.family = family
+        chain.answer("When was the Eiffel Tower completed?", retrieve=lambda q: list(HITS), llm=llm,
+                     settings=Settings())
+        user = llm.calls[0][-1]["content"]
+        assert user.endswith(expect) if expect else user.endswith("Question: When was the Eiffel Tower completed?")
+
+
+def test_packing_counts_the_answer_style_line():
+    """The style line costs context: a styled model packs like a plain one with that much less room."""
+    style_words = len(chain.ANSWER_STYLE["qwen2"].split())
+    counts = set()
+    for window in range(60, 140, 4):
+        styled = FakeLLM(window=window)
+        styled.family = "qwen2"
+        kept_styled, _ = chain.pack_context("q", HITS, styled, max_new_tokens=4)
+        kept_plain, _ = chain.pack_context("q", HITS, FakeLLM(window=window - style_words), max_new_tokens=4)
+        assert [h.id for h in kept_styled] == [h.id for h in kept_plain]
+        counts.add(len(kept_styled))
+    assert len(counts) > 1  # the windows tried do change what fits
