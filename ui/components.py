@@ -24,7 +24,7 @@ from rag.settings import Settings, load_settings
 from rag.types import MODES
 
 UPLOAD_TYPES = ("pdf", "txt", "md")
-PACKAGED = "SmolLM2-135M-Instruct (packaged, local)"
+DEFAULT = "Default local model (the best installed)"
 HOSTED = "OpenAI-compatible API (openai:)"
 CUSTOM = "Custom spec"
 
@@ -162,16 +162,28 @@ def _llm_choice(sb: Any, base: Settings) -> str:
         for row in list_adapters(str(base.data_dir), base.tracking_uri):
             label = f"adapter: {Path(row['path']).name} on {row.get('base') or 'smollm2'}"
             adapters[label] = adapter_spec(row)
-    choices = [PACKAGED, *adapters, HOSTED, CUSTOM]
+    from rag import catalogue
+
+    local: dict[str, str] = {}
+    with guarded("listing local models"):
+        for row in catalogue.rows(catalogue.models_dir(base)):
+            if row["status"] != "not installed" and not row["name"].startswith("hf:"):
+                local[f"local: {row['name']} ({row['parameters']})"] = row["name"]
+    choices = [DEFAULT, *local, *adapters, HOSTED, CUSTOM]
     initial = _recalled("llm_choice", None)
     if initial not in choices:
-        initial = PACKAGED if not base.llm.spec else (HOSTED if base.llm.spec.startswith("openai:") else CUSTOM)
+        named = next((label for label, name in local.items() if catalogue.lookup(base.llm.spec) is not None
+                      and catalogue.lookup(base.llm.spec).name == name), None)
+        initial = DEFAULT if not base.llm.spec else named or (
+            HOSTED if base.llm.spec.startswith("openai:") else CUSTOM)
     choice = sb.selectbox("LLM", choices, index=choices.index(initial), key="llm_choice",
-                          help="The packaged local model, the same with an adapter trained by "
-                               "python -m finetune.qlora, or a hosted model.")
+                          help="The default local model, a named one (python -m rag models list), one with an "
+                               "adapter trained by python -m finetune.qlora, or a hosted model.")
     _remember("llm_choice", choice)
-    if choice == PACKAGED:
+    if choice == DEFAULT:
         return ""
+    if choice in local:
+        return local[choice]
     if choice in adapters:
         return adapters[choice]
     if choice == HOSTED:

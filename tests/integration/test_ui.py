@@ -46,6 +46,7 @@ def ui_env(monkeypatch, tmp_path):
     """Small, fast generation; no provider secrets from the real environment."""
     monkeypatch.setenv("RAGTUNE_LLM__MAX_NEW_TOKENS", "48")
     monkeypatch.setenv("RAGTUNE_LLM__THREADS", "1")  # llama.cpp with 2 threads crawls on busy shared cores
+    monkeypatch.setenv("RAGTUNE_LLM__SPEC", "smollm2")  # the fast model, whatever the default is here
     monkeypatch.setenv("RAGTUNE_RETRIEVAL__K", "3")
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
@@ -94,7 +95,7 @@ def test_chat_streams_answer_with_sources_and_follow_up(sample_data, ui_env):
     assert labels and labels[0].startswith(md_escape("[1] acme_widget_faq.md"))
     assert any("45 days" in t.value for t in at.text)  # the passage text inside the source
     assert any(c.value.startswith("Sources (3)") for c in at.caption)
-    assert any("SmolLM2" in c.value for c in at.sidebar.caption)  # what is loaded now
+    assert any("smollm2" in c.value.lower() for c in at.sidebar.caption)  # what is loaded now
     history = at.session_state["messages"]
     assert [m["role"] for m in history] == ["user", "assistant"]
     assert history[1]["answer"]["flags"] is not None
@@ -218,6 +219,7 @@ def test_finetune_page_lists_adapters_and_sidebar_offers_them(ui_env, tmp_path):
     at = _app()
     choices = at.sidebar.selectbox(key="llm_choice").options
     assert "adapter: run1 on smollm2" in choices
+    assert "local: smollm2-135m (135M)" in choices  # the catalogue's installed models are offered too
     at.switch_page("pages/finetuning.py").run()
     assert not at.exception, at.exception
     rows = at.dataframe[0].value.to_dict("records")
