@@ -201,6 +201,7 @@ def _dequantise(gguf: Path, out: Path, source: dict) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     out.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_partials(out)
     # A private temporary folder renamed into place: an interrupted conversion never leaves a
     # half-written model, and two processes converting at once do not write into each other's files.
     tmp = out.parent / f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial"
@@ -218,3 +219,20 @@ def _dequantise(gguf: Path, out: Path, source: dict) -> None:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sweep_partials(out: Path) -> None:
+    """Delete temporary folders that killed conversions left beside ``out`` (gigabytes each for the
+    Qwen models): those whose writing process no longer exists."""
+    import shutil
+
+    for tmp in out.parent.glob(f".{out.name}.*.partial"):
+        pid = tmp.name[len(out.name) + 2:].split(".")[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:
+            pass  # alive, but another user's process: leave it

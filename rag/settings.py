@@ -54,7 +54,7 @@ class RetrievalSettings(_Section):
 
 
 class LLMSettings(_Section):
-    spec: str = Field("", description="LLM spec: '' (the best installed catalogue model), a catalogue name, hf:ID[+adapter:DIR], gguf:PATH, openai:MODEL.")
+    spec: str = Field("", description="LLM spec: '' (the best installed catalogue model), a catalogue name, hf:ID[+adapter:DIR], adapter:DIR, gguf:PATH, openai:MODEL.")
     temperature: float = Field(0.0, ge=0, description="0 = greedy decoding.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling when temperature > 0.")
     max_new_tokens: int = Field(256, gt=0, description="Token limit for one answer.")

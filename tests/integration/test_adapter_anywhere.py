@@ -5,8 +5,9 @@ is dequantised to ``A/.ragtune/models/``); the questions are asked from folder B
 ``B/.ragtune``, with ``--llm adapter:DIR`` and ``--llm hf:+adapter:DIR``: no base on the command
 line, only what the adapter recorded. Real SmolLM2, real QLoRA (2 steps), real chain; nothing mocked.
 The fast tests below check how specs and recorded bases are read, and what a bad base says.
-Took 52 s on 2 shared cores at load average 2.7: training 23 s (the one-off GGUF conversion included),
-the first ask 2 s (A's dense weights reused), the second 18 s (a fresh conversion into B's data dir).
+Took 52-55 s on 2 shared cores at load average 2.7-2.8: training 23-25 s (the one-off GGUF conversion
+included), the first ask ~2 s (A's dense weights reused), the second 18-19 s (a fresh conversion into
+B's data dir).
 """
 
 from __future__ import annotations
