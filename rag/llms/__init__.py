@@ -3,10 +3,15 @@
 =====================================  ==================================================
 spec                                   backend
 =====================================  ==================================================
-``''`` (default), ``smollm2``          the packaged SmolLM2-135M-Instruct: llama.cpp on the
+``''`` (default)                       the best installed catalogue model
+                                       (:data:`rag.catalogue.DEFAULT_ORDER`)
+``smollm2``                            the packaged SmolLM2-135M-Instruct: llama.cpp on the
                                        packaged GGUF when ``llama_cpp`` is importable
                                        (about 3x faster), else transformers
+``qwen2.5-coder-0.5b`` (a catalogue    its assembled GGUF through llama.cpp (:mod:`rag.catalogue`)
+name)
 ``hf:ID_OR_PATH[+adapter:DIR]``        transformers (:class:`rag.llms.hf.HFLLM`)
+``adapter:DIR``                        transformers on the base the adapter records
 ``gguf:PATH``                          llama.cpp (:class:`rag.llms.gguf.LlamaCppLLM`)
 ``openai:MODEL``                       any OpenAI-compatible API (:class:`rag.llms.openai.OpenAILLM`)
 =====================================  ==================================================
