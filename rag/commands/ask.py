@@ -27,7 +27,7 @@ def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--source", metavar="FILE", help="only passages from this source")
     g.add_argument("--max-new-tokens", type=int, metavar="N", help="token limit for the answer")
     g.add_argument("--temperature", type=float, metavar="T", help="0 = greedy (default)")
-    g.add_argument("--threads", type=int, metavar="N", help="CPU threads for a local LLM (default: all cores)")
+    g.add_argument("--threads", type=int, metavar="N", help="CPU threads for a local LLM (default: all cores but one)")
 
 
 def llm_flags(args: argparse.Namespace) -> dict:

@@ -33,6 +33,14 @@ def _close_all() -> None:
         llm.close()
 
 
+def default_threads() -> int:
+    """All cores but one (at least one). llama.cpp threads spin-wait: beside one competing process
+    on 2 cores, 2 threads decoded at 0.32-0.33x their idle speed while 1 thread kept 0.96-1.0x
+    (bench/results/threads_*.json: Qwen-0.5B 41.1 -> 13.6 tok/s with 2 threads, 27.9 -> 27.8 with
+    1). Leaving a core free costs a third of the idle speed and saves the 3x collapse."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
 class LlamaCppLLM(BaseLLM):
     """A GGUF model through llama-cpp-python, chat completion with streaming."""
 
@@ -43,7 +51,7 @@ class LlamaCppLLM(BaseLLM):
             raise ModelNotFoundError(f"GGUF file not found: '{rest}' (expected gguf:PATH/TO/MODEL.gguf)")
         self.name = "gguf:" + rest
         self.path = path
-        threads = int(settings.llm.threads or os.cpu_count() or 1)
+        threads = int(settings.llm.threads or default_threads())
         n_ctx = int(settings.llm.context_window or 0)
         try:
             # llama.cpp prints its load log to stderr at C level even with verbose=False on some

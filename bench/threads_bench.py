@@ -1,0 +1,95 @@
+"""llama.cpp thread count: decode speed idle and beside a competing CPU-bound process, one run.
+
+    python -m bench.threads_bench                         # the default LLM, threads 1..cores
+    python -m bench.threads_bench --spec smollm2 --rounds 3
+
+For each thread count: tokens/s of a RAG-sized answer (five passages, 64 new tokens, greedy) with
+the machine otherwise idle, then with one busy-looping process per core but one started beside
+it (what another job on a shared box looks like). Rounds interleave the thread counts. The ratio
+"busy / idle" says how gracefully each setting degrades; llm.threads follows the rule this
+measures (docs/llms.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+
+
+def _spin(stop) -> None:
+    while not stop.is_set():
+        pass
+
+
+def messages() -> list[dict[str, str]]:
+    """A RAG-sized prompt that makes every model write to the token limit (a short answer would
+    measure prefill, not decoding)."""
+    from bench.generation_bench import PASSAGE
+
+    context = "\n\n".join(f"[{i + 1}] Normans.pdf p.{i + 1}\n{PASSAGE}" for i in range(5))
+    return [{"role": "user", "content": f"{context}\n\nRetell the passages as a long story of at least 300 words."}]
+
+
+def _decode(llm, messages, max_tokens: int) -> float:
+    t0 = time.perf_counter()
+    first, n = None, 0
+    text = ""
+    for piece in llm.stream(messages, max_new_tokens=max_tokens, temperature=0.0):
+        text += piece
+        if first is None:
+            first = time.perf_counter()
+    end = time.perf_counter()
+    n = llm.count_tokens(text)
+    return (n - 1) / (end - first) if first and n > 1 and end > first else 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--spec", default="", help="LLM spec (default: the default LLM)")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    a = p.parse_args(argv)
+
+    from rag.llms import open_llm
+    from rag.settings import Settings
+
+    cores = os.cpu_count() or 1
+    counts = list(range(1, cores + 1))
+    llms = {t: open_llm(a.spec, Settings(llm={"threads": t})) for t in counts}
+    for llm in llms.values():
+        _decode(llm, messages(), 8)  # warm-up: load, first prefill
+    speeds: dict[str, list[float]] = {f"{t}/{load}": [] for t in counts for load in ("idle", "busy")}
+    for _ in range(a.rounds):
+        for load in ("idle", "busy"):
+            stop = mp.Event()
+            spinners = [mp.Process(target=_spin, args=(stop,), daemon=True)
+                        for _ in range(max(1, cores - 1) if load == "busy" else 0)]
+            for s in spinners:
+                s.start()
+            try:
+                for t in counts:
+                    speeds[f"{t}/{load}"].append(_decode(llms[t], messages(), a.max_new_tokens))
+            finally:
+                stop.set()
+                for s in spinners:
+                    s.join()
+    table = {}
+    for t in counts:
+        idle = statistics.median(speeds[f"{t}/idle"])
+        busy = statistics.median(speeds[f"{t}/busy"])
+        table[str(t)] = {"idle_tok_s": round(idle, 1), "busy_tok_s": round(busy, 1),
+                         "busy_over_idle": round(busy / idle, 3) if idle else None}
+        print(f"threads {t}: idle {idle:6.1f} tok/s, busy {busy:6.1f} tok/s, busy/idle {busy / max(idle, 1e-9):.2f}",
+              file=sys.stderr)
+    print(json.dumps({"spec": a.spec or "default", "cores": cores, "name": llms[1].name, "threads": table},
+                     indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
