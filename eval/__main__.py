@@ -15,12 +15,15 @@ Examples:
     python -m eval data/eval/sample.jsonl --llm default --llm hf:HuggingFaceTB/SmolLM2-135M-Instruct+adapter:runs/qlora \\
         --retrieval hybrid --json
 
+    # a local judge grading the answers (correctness, with the references shown; groundedness)
+    python -m eval data/eval/sample.jsonl --llm default --judge qwen2.5-coder-1.5b --json
+
 Configurations are the cross product of --llm and --retrieval (or the entries of --grid FILE).
 Without --llm only retrieval is scored: hit@1/3/5/10, MRR@10, recall@k and answer recall (a
 reference answer occurs in the top-k passages). With --llm the answers are also scored: exact
 match and token F1 (SQuAD normalisation), ROUGE-L, semantic similarity (cosine in the configured
-embedder), lexical groundedness, latency and tokens generated. Means come with seeded 95%
-bootstrap intervals. Exit status: 0 ok, 1 a --fail-under threshold was missed or an error, 2 usage.
+embedder), lexical groundedness, latency and tokens generated; --judge MODEL adds a local LLM's
+verdicts on correctness and groundedness. Means come with seeded 95% bootstrap intervals. Exit status: 0 ok, 1 a --fail-under threshold was missed or an error, 2 usage.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from rag.cli import ArgumentParser, add_common, guarded, print_json, settings_fr
 from rag.types import MODES
 
 KNOWN_METRICS = ("em", "f1", "rougeL", "semantic", "mrr", "recall@k", "answer_recall", "groundedness_lexical",
-                 "groundedness_judge", "latency_s", "retrieval_s", "generation_s", "tokens_generated")
+                 "judge_correct", "judge_grounded", "judge_kappa_f1", "latency_s", "retrieval_s", "generation_s", "tokens_generated")
 _HIT = re.compile(r"^hit@\d+$")
 
 
@@ -83,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the winning retrieval mode into this settings file (retrieval.mode)")
     p.add_argument("--rank-by", metavar="METRIC",
                    help="metric that picks the winner for --save-best (default: f1 with --llm, else mrr)")
-    p.add_argument("--judge", metavar="SPEC", help="LLM spec judging groundedness (adds groundedness_judge)")
+    p.add_argument("--judge", metavar="SPEC",
+                   help="LLM spec or catalogue name grading each answer's correctness and groundedness "
+                        "(adds judge_correct, judge_grounded, judge_unparsed, judge_kappa_f1; see eval/judge.py)")
     p.add_argument("--track", action="store_true", help="log runs to MLflow (also when tracking_uri is set)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples for CIs (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")

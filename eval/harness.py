@@ -188,27 +188,6 @@ def _ask(rag: Any, question: str, k: int, mode: str) -> Any:
                             settings=rag.settings)
 
 
-JUDGE_PROMPT = (
-    "Context:\n{context}\n\nAnswer:\n{answer}\n\n"
-    "Is every factual claim in the answer supported by the context? Reply with one word: yes or no."
-)
-
-
-def judge_grounded(judge: Any, answer: str, contexts: Sequence[str], max_chars: int = 6000) -> float | None:
-    """1/0 from an LLM judge asked whether the answer is supported by the context."""
-    if not answer.strip():
-        return None
-    context = "\n\n".join(contexts)[:max_chars]
-    reply = judge.complete(JUDGE_PROMPT.format(context=context, answer=answer), max_new_tokens=4,
-                           temperature=0.0)
-    word = reply.strip().lower()
-    if word.startswith("yes"):
-        return 1.0
-    if word.startswith("no"):
-        return 0.0
-    return None
-
-
 def _score_row(ex: Example, config: EvalConfig, hits: Sequence[Any], prediction: str | None,
                contexts: Sequence[str] | None) -> dict[str, Any]:
     """Per-question metrics; ``contexts`` = passage texts the answer was generated from."""
@@ -231,7 +210,8 @@ def evaluate(examples: Sequence[Example], configs: Sequence[EvalConfig], setting
         configs: what to compare (:func:`build_configs` / :func:`load_grid`).
         settings: the settings tree; each LLM spec gets ``RAG(settings=settings, llm=spec)``.
         rag_factory: replaces :class:`rag.RAG` (tests).
-        judge: an LLM spec used as groundedness judge (adds ``groundedness_judge``); off if None.
+        judge: an LLM spec (or catalogue name) grading each answer (:class:`eval.judge.Judge`): adds
+            ``judge_correct``, ``judge_grounded``, ``judge_unparsed`` and ``judge_kappa_f1``; off if None.
         n_boot, seed: bootstrap resamples and seed for the confidence intervals.
         log: progress lines (default: stderr).
 
@@ -258,9 +238,10 @@ def evaluate(examples: Sequence[Example], configs: Sequence[EvalConfig], setting
             except Exception as e:  # noqa: BLE001 - a store without count() is still usable
                 log(f"note: could not count the index ({e.__class__.__name__}); continuing")
             if judge and judge_llm is None:
+                from eval.judge import Judge
                 from rag.llms import open_llm
 
-                judge_llm = open_llm(_norm_llm(judge) or "", settings)
+                judge_llm = Judge(open_llm(_norm_llm(judge) or "", settings))
             for config in group:
                 results[config.name] = _run_one(rag, examples, config, judge_llm, n_boot, seed, log)
                 results[config.name].warnings += warnings
@@ -306,8 +287,10 @@ def _run_one(rag: Any, examples: Sequence[Example], config: EvalConfig, judge_ll
             if tokens is None:
                 tokens = len(prediction.split())
         m = _score_row(ex, config, hits, prediction, contexts)
+        verdict = None
         if config.full and judge_llm is not None:
-            m["groundedness_judge"] = judge_grounded(judge_llm, prediction or "", contexts or [])
+            verdict = judge_llm.grade(ex.question, ex.answers, prediction, contexts)
+            m["judge_correct"], m["judge_grounded"] = verdict.correct, verdict.grounded
         m.update(latency)
         if tokens is not None:
             m["tokens_generated"] = float(tokens)
@@ -320,6 +303,8 @@ def _run_one(rag: Any, examples: Sequence[Example], config: EvalConfig, judge_ll
         if config.full:
             row["prediction"] = prediction
             row["context_sources"] = [{"source": s.source, "page": s.page} for s in ans.sources]
+        if verdict is not None:
+            row["judge"] = {"replies": verdict.replies, "unparsed": verdict.unparsed}
         rows.append(row)
         predictions.append(prediction)
         if i % every == 0 and i < len(examples):
@@ -327,6 +312,8 @@ def _run_one(rag: Any, examples: Sequence[Example], config: EvalConfig, judge_ll
     if config.full:
         _add_semantic(rag, examples, rows, predictions)
     metrics, ci = aggregate(rows, n_boot=n_boot, seed=seed)
+    if config.full and judge_llm is not None:
+        _add_judge_summary(rows, metrics, ci)
     seconds = time.perf_counter() - t_start
     log(f"[{config.name}] done in {seconds:.1f}s")
     return ConfigResult(config, rows, metrics, ci, seconds)
@@ -345,6 +332,20 @@ def _add_semantic(rag: Any, examples: Sequence[Example], rows: list[dict[str, An
         n = len(ex.answers)
         row["metrics"]["semantic"] = M.cosine_best(vec, rv[j:j + n]) if p.strip() else 0.0
         j += n
+
+
+def _add_judge_summary(rows: Sequence[dict[str, Any]], metrics: dict[str, float | None],
+                       ci: dict[str, list[float] | None]) -> None:
+    """Run-level judge figures (no bootstrap interval): replies without a verdict word, and
+    Cohen's kappa between the judge's correctness and F1 >= 0.5 (None when undefined)."""
+    from eval.judge import cohen_kappa
+
+    metrics["judge_unparsed"] = int(sum(r.get("judge", {}).get("unparsed", 0) for r in rows))
+    f1_ok = [None if r["metrics"].get("f1") is None else r["metrics"]["f1"] >= 0.5 for r in rows]
+    judged = [None if r["metrics"].get("judge_correct") is None else r["metrics"]["judge_correct"] == 1.0
+              for r in rows]
+    metrics["judge_kappa_f1"] = cohen_kappa(judged, f1_ok)
+    ci["judge_unparsed"] = ci["judge_kappa_f1"] = None
 
 
 def aggregate(rows: Sequence[dict[str, Any]], *, n_boot: int = 1000, seed: int = 0
