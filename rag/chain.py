@@ -291,7 +291,8 @@ def _prepare(question: str, retrieve: Retrieve, llm: LLM, settings: Settings | N
     state = {"question": question, "standalone": standalone, "sources": [Source.from_hit(i, h) for i, h in
                                                                           enumerate(kept, 1)],
              "messages": messages, "dropped": dropped, "timings": timings, "t0": t0, "llm": llm,
-             "fixed_text": None, "gen_start": time.perf_counter(), "opts": {**opts, "max_new_tokens": max_new}}
+             "fixed_text": None, "gen_start": time.perf_counter(), "opts": {**opts, "max_new_tokens": max_new},
+             "kept": kept}
     if not kept:
         state["fixed_text"] = NO_PASSAGES_ANSWER
     return state
@@ -324,6 +325,7 @@ def _finish(state: dict[str, Any], text: str, reported_finish: str | None = None
     check = verify_citations(text, sources)
     for s in sources:
         s.cited = s.n in check["citations"]
+    flags += state.get("flags_extra", [])  # "restyled": a bare-citation answer was asked again
     if repeated:
         flags.append("repetition")  # the answer began repeating a sentence and was cut there
     if state["dropped"]:
@@ -361,7 +363,38 @@ def stream(question: str, *, retrieve: Retrieve, llm: LLM, settings: Settings | 
     if state["fixed_text"] is not None:
         return StreamingAnswer(state, iter([state["fixed_text"]]))
     state["gen_start"] = time.perf_counter()
-    return StreamingAnswer(state, llm.stream(state["messages"], **state["opts"]))
+    return StreamingAnswer(state, _generate(state, llm, kept=state.pop("kept")))
+
+
+_BARE_CITATIONS = re.compile(r"[\s\[\](),;:.\d-]*")
+
+
+def _generate(state: dict[str, Any], llm: LLM, kept: Sequence[Hit]) -> Iterator[str]:
+    """The LLM's stream, except that an answer which is nothing but citation markers ("[3]"; the
+    qwen2 answer style makes the 0.5B do that now and then) is replaced by a second answer without
+    the style line. Such text is held back until a word arrives, so it is never shown.
+    Returns the finish reason of the generation that was kept (a generator's return value)."""
+    held = ""
+    pieces = llm.stream(state["messages"], **state["opts"])
+    while True:
+        try:
+            piece = next(pieces)
+        except StopIteration as done:
+            reason = done.value
+            break
+        if held is not None:
+            held += piece
+            if _BARE_CITATIONS.fullmatch(held):
+                continue
+            piece, held = held, None
+        yield piece
+    if held is None or not ANSWER_STYLE.get(getattr(llm, "family", "")):
+        if held:
+            yield held
+        return reason
+    state["messages"] = build_messages(state["standalone"], kept)  # the shared prompt only
+    state["flags_extra"] = ["restyled"]
+    return (yield from llm.stream(state["messages"], **state["opts"]))
 
 
 def answer(question: str, *, retrieve: Retrieve, llm: LLM, settings: Settings | None = None,

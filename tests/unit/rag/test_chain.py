@@ -274,3 +274,22 @@ def test_packing_counts_the_answer_style_line():
         assert [h.id for h in kept_styled] == [h.id for h in kept_plain]
         counts.add(len(kept_styled))
     assert len(counts) > 1  # the windows tried do change what fits
+
+
+def test_a_bare_citation_answer_is_asked_again_without_the_style_line():
+    llm = FakeLLM(script=["[3]", "It was completed in 1889 [1]."])
+    llm.family = "qwen2"
+    s = chain.stream("When was the Eiffel Tower completed?", retrieve=lambda q: list(HITS), llm=llm,
+                     settings=Settings())
+    shown = "".join(s)
+    assert shown == "It was completed in 1889 [1]."  # the bare "[3]" was never shown
+    assert s.answer.citations == [1] and "restyled" in s.answer.flags
+    assert llm.calls[0][-1]["content"].endswith(chain.ANSWER_STYLE["qwen2"])
+    assert not llm.calls[1][-1]["content"].endswith(chain.ANSWER_STYLE["qwen2"])
+
+
+def test_a_bare_citation_from_a_model_without_style_is_kept():
+    llm = FakeLLM(script=["[3]"])
+    a = chain.answer("When was the Eiffel Tower completed?", retrieve=lambda q: list(HITS), llm=llm,
+                     settings=Settings())
+    assert a.text == "[3]" and len(llm.calls) == 1 and "restyled" not in a.flags
