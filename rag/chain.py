@@ -91,7 +91,8 @@ def _passage_block(n: int, hit: Hit) -> str:
 # A last line after the question, per model family (the model's architecture: llama.cpp's
 # general.architecture, transformers' model_type), where measurement found the shared prompt left
 # answers uncited. Qwen2.5-0.5B on 24 SQuAD questions: cited 4% -> 62%, F1 0.338 -> 0.319
-# (bench/results/prompts.md; 40 other questions: cited 5% -> 70%, F1 0.293 -> 0.260, EM 0.125 -> 0.175).
+# (bench/results/prompts.md; 40 other questions: cited 5% -> 53% with real answers after the
+# bare-citation fallback below, F1 0.293 -> 0.254).
 # SmolLM2 (llama) has none: it was not tuned.
 ANSWER_STYLE = {
     "qwen2": "Reply with only the answer phrase from the passage, followed by its passage number in brackets.",
