@@ -268,14 +268,13 @@ class Ingestor:
             for path_str, (status, payload) in _Parser(self.settings.ingest).run(list(by_path)):
                 path, source, old, st = by_path[path_str]
                 real = str(path.resolve())
-                if status == "transient":  # not the file's fault: touch nothing, retry next run
+                if status != "ok":
                     self._fail(result, path, source, payload, on_file)
-                elif status != "ok":
-                    self._fail(result, path, source, payload, on_file)
-                    # A file that was ingested before but now fails keeps nothing stale.
-                    if old is not None and old.status != "failed":
-                        self.store.delete_source(old.source)
-                    self._remember_failure(path, real, source, st, payload)
+                    if status == "error":  # the file's own fault ("transient": touch nothing, retry)
+                        # A file that was ingested before but now fails keeps nothing stale.
+                        if old is not None and old.status != "failed":
+                            self.store.delete_source(old.source)
+                        self._remember_failure(path, real, source, st, payload)
                 else:
                     doc, pieces = payload
                     n = self._store_file(path, real, source, doc, pieces, fp, st, old)

@@ -53,9 +53,7 @@ class RepetitionGuard:
             end = m.end()
             key = normalise(self.text[self.sentence_start:end])
             if len(key) >= MIN_SENTENCE_CHARS and key in self.seen:
-                self.stopped = True
-                self.text = self.text[:self.sentence_start].rstrip()
-                return self._release(len(self.text))
+                return self._stop()
             if len(key) >= MIN_SENTENCE_CHARS:
                 self.seen.add(key)
             self.sentence_start = end
@@ -71,9 +69,13 @@ class RepetitionGuard:
             return ""
         partial = normalise(self.text[self.sentence_start:])
         if partial in self.seen and len(partial) >= MIN_SENTENCE_CHARS:
-            self.stopped = True  # the last sentence repeated an earlier one but had no final stop
-            self.text = self.text[:self.sentence_start].rstrip()
-            return self._release(len(self.text))
+            return self._stop()  # the last sentence repeated an earlier one but had no final stop
+        return self._release(len(self.text))
+
+    def _stop(self) -> str:
+        """Drop the repeated sentence (it starts at ``sentence_start``) and end the stream."""
+        self.stopped = True
+        self.text = self.text[:self.sentence_start].rstrip()
         return self._release(len(self.text))
 
     def _release(self, upto: int) -> str:

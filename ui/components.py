@@ -172,8 +172,8 @@ def _llm_choice(sb: Any, base: Settings) -> str:
     choices = [DEFAULT, *local, *adapters, HOSTED, CUSTOM]
     initial = _recalled("llm_choice", None)
     if initial not in choices:
-        named = next((label for label, name in local.items() if catalogue.lookup(base.llm.spec) is not None
-                      and catalogue.lookup(base.llm.spec).name == name), None)
+        wanted = catalogue.lookup(base.llm.spec) if base.llm.spec else None
+        named = next((label for label, name in local.items() if wanted and wanted.name == name), None)
         initial = DEFAULT if not base.llm.spec else named or (
             HOSTED if base.llm.spec.startswith("openai:") else CUSTOM)
     choice = sb.selectbox("LLM", choices, index=choices.index(initial), key="llm_choice",
