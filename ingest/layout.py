@@ -51,7 +51,9 @@ def strip_running_lines(texts: list[str]) -> tuple[list[str], int]:
     for lines, text in zip(pages, texts):
         head, foot = _edges(lines)
         drop = {i for i in head if _key(lines[i]) in running_top} | {i for i in foot if _key(lines[i]) in running_bottom}
-        if not drop:
+        # A page that holds nothing but the repeated line keeps it: then it is the content (a
+        # one-line page repeated, as in a rotated sample file), and removal would empty the page.
+        if not drop or all(i in drop for i, line in enumerate(lines) if line.strip()):
             out.append(text)
             continue
         removed += len(drop)

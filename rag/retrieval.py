@@ -57,6 +57,7 @@ class BM25Index:
         self._version: Any = None
         self._ids: list[str] = []
         self._texts: list[str] = []
+        self._colls: list[str] = []  # each id's collection: filtered searches drop others before ranking
         self._retriever = None
         self._lock = threading.Lock()
 
@@ -79,13 +80,14 @@ class BM25Index:
             return
         texts_fn = getattr(self.store, "texts", None)
         if texts_fn is not None:
-            ids, texts = texts_fn()
+            ids, texts, colls = texts_fn(with_collections=True)  # one read: the lists stay aligned
         else:
-            ids, texts = [], []
+            ids, texts, colls = [], [], []
             for chunks, _ in self.store.iter_chunks():
                 ids += [c.id for c in chunks]
                 texts += [c.text for c in chunks]
-        self._ids, self._texts = ids, texts
+                colls += [c.collection for c in chunks]
+        self._ids, self._texts, self._colls = ids, texts, colls
         retriever = bm25s.BM25()
         if texts:
             retriever.index(self._tokenize(texts), show_progress=False)
@@ -104,7 +106,11 @@ class BM25Index:
             want = n if filter is not None and not filter.is_empty() else min(k, n)
             docs, scores = self._retriever.retrieve(tokens, k=min(n, max(want, k)), show_progress=False,
                                                     n_threads=1)
-            out = [(self._ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0]) if s > 0]
+            allowed = None if filter is None or filter.collections is None else set(filter.collections)
+            # With a filter every document was scored (want = n), so dropping other collections here
+            # leaves the complete ranking of the allowed ones, never a cut top-k.
+            out = [(self._ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0])
+                   if s > 0 and (allowed is None or self._colls[int(d)] in allowed)]
         return out
 
 
@@ -189,7 +195,7 @@ class Retriever:
             for cid, score in fused:
                 if cid in by_id:
                     h = by_id[cid]
-                    hits.append(Hit(h.id, h.text, h.source, h.page, score, h.chunk_index, h.metadata))
+                    hits.append(Hit(h.id, h.text, h.source, h.page, score, h.chunk_index, h.metadata, h.collection))
         if s.reranker:
             hits = self._rerank(query, hits)
         return hits[:k]
@@ -209,7 +215,7 @@ class Retriever:
         out = []
         for cid, score in pairs:
             c = chunks.get(cid)
-            if c is not None and (filter is None or filter.matches(c.source, c.page)):
+            if c is not None and (filter is None or filter.matches(c.source, c.page, c.collection)):
                 out.append(Hit.from_chunk(c, score))
         return out
 
@@ -233,5 +239,5 @@ class Retriever:
         scores = self._reranker.predict([(query, h.text) for h in hits], show_progress_bar=False)
         order = np.argsort(-np.asarray(scores))
         return [Hit(hits[i].id, hits[i].text, hits[i].source, hits[i].page, float(scores[i]),
-                    hits[i].chunk_index, hits[i].metadata) for i in order]
+                    hits[i].chunk_index, hits[i].metadata, hits[i].collection) for i in order]
 

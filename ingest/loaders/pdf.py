@@ -28,7 +28,9 @@ def _open(path: Path, passwords: list[str]):
         shown = head[:8].decode("latin-1").encode("unicode_escape").decode()
         raise LoadError(f"not a PDF (no %PDF- header; starts with '{shown}')")
     try:
-        return pdfium.PdfDocument(str(path)), [], None
+        doc = pdfium.PdfDocument(str(path))
+        # PDFium opens empty-user-password files without asking; the user still hears it was encrypted.
+        return doc, ["encrypted: opened with the empty password"] if _encrypted(doc) else [], None
     except pdfium.PdfiumError as e:
         msg = str(e)
         if "password" in msg.lower():
@@ -44,7 +46,13 @@ def _open(path: Path, passwords: list[str]):
         return None, [f"repaired: PDFium could not open it ({msg.split('(')[-1].rstrip(')')}); read with pypdf"], None
 
 
-def _pypdf_pages(path: Path, max_pages: int) -> list[str]:
+def _encrypted(doc) -> bool:
+    from pypdfium2 import raw
+
+    return raw.FPDF_GetSecurityHandlerRevision(doc.raw) != -1
+
+
+def _pypdf_pages(path: Path, max_pages: int, warnings: list[str]) -> list[str]:
     import logging
 
     import pypdf
@@ -53,8 +61,10 @@ def _pypdf_pages(path: Path, max_pages: int) -> list[str]:
 
     try:
         reader = pypdf.PdfReader(str(path), strict=False)
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise LoadError("encrypted: needs a password; decrypt it first")
+        if reader.is_encrypted:
+            if not reader.decrypt(""):
+                raise LoadError("encrypted: needs a password; decrypt it first")
+            warnings.append("encrypted: opened with the empty password")
         return [(p.extract_text() or "") for p in reader.pages[:max_pages]]
     except LoadError:
         raise
@@ -70,6 +80,7 @@ def _page_list(numbers: list[int]) -> str:
 def load_pdf(path: Path, settings: IngestSettings) -> Document:
     pdf, warnings, password = _open(path, settings.passwords)
     texts: list[str] = []
+    kinds: list[str] = []          # what a page holds besides its text (_BLANK, _UNMAPPED, ...)
     ocr_pages: set[int] = set()
     tried_ocr: set[int] = set()
     n_tables = 0
@@ -87,25 +98,36 @@ def load_pdf(path: Path, settings: IngestSettings) -> Document:
                 except Exception as e:  # noqa: BLE001 - a damaged page object loses that page only
                     warnings.append(f"page {i + 1}: cannot be loaded ({e})")
                     texts.append("")
+                    kinds.append(_PLAIN)
                     continue
                 try:
                     text = _page_text(page)
-                    if settings.ocr == "force" or (len(text.strip()) < MIN_PAGE_CHARS and not ocr_reason
+                    kind = _kind(page)
+                    # Control characters and private-use glyphs are what fonts without a Unicode map give.
+                    readable = _readable(text)
+                    if not readable:
+                        text = ""
+                    if settings.ocr == "force" or (readable < MIN_PAGE_CHARS and kind != _BLANK and not ocr_reason
                                                   and settings.ocr == "auto"):
                         tried_ocr.add(i + 1)
                         read = ocr.ocr_pdf_page(page, settings.ocr_lang)
-                        if read.words and read.confidence >= ocr.MIN_CONF and len(read.text) >= MIN_PAGE_CHARS:
+                        # A short text layer may be all the page says ("Secret!"): OCR replaces it only
+                        # when it reads more.
+                        if (read.words and read.confidence >= ocr.MIN_CONF
+                                and len(read.text.strip()) > (0 if settings.ocr == "force" else readable)):
                             text = read.text
                             ocr_pages.add(i + 1)
                             if read.rotated:
                                 warnings.append(f"page {i + 1}: scanned upside down or sideways; "
                                                 f"turned {read.rotated} degrees before OCR")
-                    elif tables.may_have_table(page):
+                    if (i + 1) not in ocr_pages and readable and tables.may_have_table(page):
                         candidates.append(i + 1)
                     texts.append(text)
+                    kinds.append(kind)
                 except Exception as e:  # noqa: BLE001 - one bad page must not lose the others
                     warnings.append(f"page {i + 1}: text extraction failed ({e})")
                     texts.append("")
+                    kinds.append(_PLAIN)
                 finally:
                     page.close()
             if candidates:
@@ -114,7 +136,8 @@ def load_pdf(path: Path, settings: IngestSettings) -> Document:
         finally:
             pdf.close()
     else:
-        texts = _pypdf_pages(path, settings.max_pages)
+        texts = _pypdf_pages(path, settings.max_pages, warnings)
+        kinds = [_PLAIN] * len(texts)
         total = len(texts)
     if total == 0:
         raise LoadError("PDF has no pages (truncated or damaged)")
@@ -124,22 +147,79 @@ def load_pdf(path: Path, settings: IngestSettings) -> Document:
     texts = [t.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "") for t in texts]
     texts, running = strip_running_lines(texts)
     pages = [Page(i + 1, t, ocr=(i + 1) in ocr_pages) for i, t in enumerate(texts)]
-    empty = [p.number for p in pages if len(p.text.strip()) < MIN_PAGE_CHARS]
+    # A page with any text is kept (it may be the only text); only pages with none are reported.
+    empty = [p.number for p in pages if not p.text.strip()]
     if ocr_reason and settings.ocr != "off":
         why = f"install tesseract-ocr to OCR it ({ocr_reason})" if "not installed" in ocr_reason else ocr_reason
     elif settings.ocr == "off":
         why = "OCR is off (ingest.ocr)"
     else:
         why = "OCR found no readable text"
+    groups = _empty_groups(empty, kinds, tried_ocr)
     if len(empty) == len(pages):
-        raise LoadError(f"no text layer on any of its {len(pages)} page(s) (scanned or image-only); {why}")
-    if empty:
-        warnings.append(f"{_page_list(empty)}: no text layer; {why}")
+        note = "; ".join(w for w in warnings if w.startswith("encrypted"))
+        raise LoadError((f"{note}; " if note else "") + _all_empty(len(pages), groups, why))
+    warnings += [_reason(kind, _page_list(numbers), why) for kind, numbers in groups.items()]
     stats = {"pages": total, "text_pages": len(pages) - len(empty) - len(ocr_pages & {p.number for p in pages}),
              "ocr_pages": len(ocr_pages), "empty_pages": len(empty), "tables": n_tables,
              "running_lines_removed": running}
     pages = [p for p in pages if p.number not in set(empty)]
     return Document(str(path), pages, {"format": "pdf", "pages": total, "stats": stats}, warnings)
+
+
+# What a page without text holds, for a true reason: nothing at all, glyphs without a Unicode map,
+# or only images and drawings (a scan, if OCR also finds nothing).
+_PLAIN, _BLANK, _UNMAPPED = "plain", "blank", "unmapped"
+
+
+def _kind(page) -> str:
+    from pypdfium2 import raw
+
+    if raw.FPDFPage_CountObjects(page.raw) == 0:
+        return _BLANK
+    textpage = page.get_textpage()
+    try:
+        # The whole text layer, also what lies outside the page box (that is not shown, not unmapped).
+        chars = textpage.count_chars()
+        unmapped = chars > 0 and not _readable(textpage.get_text_range())
+    finally:
+        textpage.close()
+    return _UNMAPPED if unmapped else _PLAIN
+
+
+def _readable(text: str) -> int:
+    return sum(1 for ch in text if ch.isprintable() and not ch.isspace() and not 0xE000 <= ord(ch) <= 0xF8FF)
+
+
+# (what the page lacks, why) for each kind of empty page: "{n}" becomes "page 3" or "any of its 4 page(s)".
+_REASONS = {
+    _BLANK: ("blank: nothing drawn on {n}", ""),
+    _UNMAPPED: ("text in fonts without a Unicode map on {n} (cannot be read as text)", "why"),
+    "scanned": ("no text layer on {n} (scanned or image-only)", "why"),
+    _PLAIN: ("no text layer on {n}", "why"),
+}
+
+
+def _empty_groups(empty: list[int], kinds: list[str], tried_ocr: set[int]) -> dict[str, list[int]]:
+    groups: dict[str, list[int]] = {}
+    for n in empty:
+        kind = kinds[n - 1] if n - 1 < len(kinds) else _PLAIN
+        if kind == _PLAIN and n in tried_ocr:
+            kind = "scanned"    # only when OCR ran and found nothing either
+        groups.setdefault(kind, []).append(n)
+    return groups
+
+
+def _reason(kind: str, where: str, why: str) -> str:
+    text, needs_why = _REASONS[kind]
+    return text.format(n=where) + (f"; {why}" if needs_why else "")
+
+
+def _all_empty(n_pages: int, groups: dict[str, list[int]], why: str) -> str:
+    if len(groups) == 1:
+        return _reason(next(iter(groups)), f"any of its {n_pages} page(s)", why)
+    return f"no text on any of its {n_pages} page(s): " + "; ".join(
+        _reason(kind, _page_list(numbers), why) for kind, numbers in groups.items())
 
 
 def _page_text(page) -> str:

@@ -6,6 +6,7 @@ Adding a backend = one module here with a class satisfying ``VectorStore`` + one
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import re
 from collections.abc import Iterator, Sequence
@@ -15,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from rag.errors import ConfigError, IndexMismatchError, MissingDependencyError, RagtuneError, StoreError, redact
-from rag.types import Chunk, Filter, Hit
+from rag.types import DEFAULT_COLLECTION, Chunk, Filter, Hit
 
 SCHEMA_VERSION = 1
 
@@ -32,18 +33,23 @@ class VectorStore(Protocol):
     def set_info(self, info: dict[str, Any]) -> None: ...
 
     def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
-        """Insert or replace chunks by id (re-upserting the same id never duplicates)."""
+        """Insert or replace chunks by id (re-upserting the same id never duplicates); each chunk
+        lands in its ``chunk.collection``. Ids are unique across collections (``scoped_id``)."""
 
-    def delete_source(self, source: str) -> int:
-        """Delete every chunk of one source; returns how many were deleted (when known)."""
+    def delete_source(self, source: str, collection: str = DEFAULT_COLLECTION) -> int:
+        """Delete every chunk of one source in one collection; returns how many were deleted."""
 
     def search(self, vector: np.ndarray, k: int, filter: Filter | None = None) -> list[Hit]:
-        """Top-k by cosine similarity, best first, honouring the filter."""
+        """Top-k by cosine similarity, best first, honouring the filter (collections included)
+        inside the search: k hits whenever k chunks match, however the others rank."""
 
     def count(self) -> int: ...
 
-    def sources(self) -> dict[str, int]:
-        """Chunk count per source."""
+    def sources(self, collections: list[str] | None = None) -> dict[str, int]:
+        """Chunk count per source, over the given collections (None = all)."""
+
+    def collections(self) -> dict[str, int]:
+        """Chunk count per collection (only collections that hold chunks)."""
 
     def iter_chunks(self, batch_size: int = 1000) -> Iterator[tuple[list[Chunk], np.ndarray]]:
         """Every chunk with its vector, in batches (migration, BM25)."""
@@ -147,6 +153,18 @@ def check_info(store: VectorStore, expected: dict[str, Any]) -> None:
     if info.get("schema", SCHEMA_VERSION) > SCHEMA_VERSION:
         raise IndexMismatchError(f"the index at {store.uri} has schema {info['schema']}, newer than this "
                                  f"ragtune understands ({SCHEMA_VERSION}): upgrade ragtune")
+
+
+def scoped_id(collection: str, chunk_id: str) -> str:
+    """The stored id of a chunk in a collection.
+
+    Stores key chunks by id alone, so the same file in two collections needs two ids: chunks of
+    the default collection keep their id (indexes built before collections existed stay valid),
+    others get a hash of (collection, id), which no write to another collection can reproduce.
+    """
+    if collection == DEFAULT_COLLECTION:
+        return chunk_id
+    return hashlib.sha256(f"{collection}\x00{chunk_id}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def to_vectors(vectors: np.ndarray | Sequence[Sequence[float]], n: int) -> np.ndarray:

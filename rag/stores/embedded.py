@@ -7,8 +7,11 @@ Why this shape (see bench/store_bench.py for the measurements):
   file is only a cache: it records the highest rowid it holds and the last deletion it applied,
   and on open (or when another process wrote) it catches up from SQLite instead of rebuilding.
   IVF trains in seconds even at 1M chunks, unlike HNSW's minutes-long build.
-- Metadata filters run in SQL (indexed source/page) and become a FAISS ID selector; very
-  selective filters are answered exactly from the matching rows instead.
+- Metadata filters (collections included) run in SQL (indexed collection/source/page) and become
+  a FAISS ID selector, so FAISS only ever ranks allowed rows; very selective filters are answered
+  exactly from the matching rows instead. Either way a filter never post-filters a top-k.
+- Collections are a column; an index from before collections gets the column on open, its rows
+  in ``default`` (an in-place ALTER: no rewrite, the FAISS cache stays valid).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import numpy as np
 
 from rag.errors import StoreError
 from rag.stores import local_path, to_vectors
-from rag.types import Chunk, Filter, Hit
+from rag.types import DEFAULT_COLLECTION, Chunk, Filter, Hit
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -38,18 +41,35 @@ CREATE TABLE IF NOT EXISTS chunks (
     file_hash TEXT NOT NULL DEFAULT '',
     text TEXT NOT NULL,
     metadata TEXT NOT NULL DEFAULT '{}',
-    vec BLOB NOT NULL
+    vec BLOB NOT NULL,
+    collection TEXT NOT NULL DEFAULT 'default'
 );
 CREATE INDEX IF NOT EXISTS chunks_source_page ON chunks (source, page);
 CREATE TABLE IF NOT EXISTS deleted (seq INTEGER PRIMARY KEY AUTOINCREMENT, row INTEGER NOT NULL);
 """
+# After the migration (an old table has no collection column to index yet).
+_INDEXES = "CREATE INDEX IF NOT EXISTS chunks_collection_source ON chunks (collection, source, page);"
 
-_COLS = "rowid, id, source, page, chunk_index, file_hash, text, metadata"
+_COLS = "rowid, id, source, page, chunk_index, file_hash, text, metadata, collection"
 
 
 def _row_to_chunk(row: tuple) -> Chunk:
-    _, cid, source, page, idx, fhash, text, meta = row
-    return Chunk(cid, text, source, page, idx, fhash, json.loads(meta))
+    _, cid, source, page, idx, fhash, text, meta, collection = row
+    return Chunk(cid, text, source, page, idx, fhash, json.loads(meta), collection)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: add the collection column (old rows: 'default'). Safe with concurrent openers."""
+    if "collection" in {r[1] for r in db.execute("PRAGMA table_info(chunks)")}:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if "collection" not in {r[1] for r in db.execute("PRAGMA table_info(chunks)")}:
+            db.execute(f"ALTER TABLE chunks ADD COLUMN collection TEXT NOT NULL DEFAULT '{DEFAULT_COLLECTION}'")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 class EmbeddedStore:
@@ -67,6 +87,8 @@ class EmbeddedStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
+            _migrate(self.db)
+            self.db.executescript(_INDEXES)
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"cannot open the embedded store at {self.path}: {e}. "
                              "Check that the folder is writable, or pick another with --store") from e
@@ -109,22 +131,24 @@ class EmbeddedStore:
                     cur.executemany("DELETE FROM chunks WHERE rowid=?", [(r,) for r in old])
                     cur.executemany("INSERT INTO deleted (row) VALUES (?)", [(r,) for r in old])
                 cur.executemany(
-                    "INSERT INTO chunks (id, source, page, chunk_index, file_hash, text, metadata, vec) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO chunks (id, source, page, chunk_index, file_hash, text, metadata, vec, collection) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(c.id, c.source, int(c.page), int(c.chunk_index), c.file_hash, c.text,
-                      json.dumps(c.metadata, ensure_ascii=False), v.tobytes()) for c, v in zip(chunks, vecs)])
+                      json.dumps(c.metadata, ensure_ascii=False), v.tobytes(), c.collection)
+                     for c, v in zip(chunks, vecs)])
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
 
-    def delete_source(self, source: str) -> int:
+    def delete_source(self, source: str, collection: str = DEFAULT_COLLECTION) -> int:
         with self._lock:
             cur = self.db.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
-                rows = [r[0] for r in cur.execute("SELECT rowid FROM chunks WHERE source=?", (source,))]
-                cur.execute("DELETE FROM chunks WHERE source=?", (source,))
+                rows = [r[0] for r in cur.execute("SELECT rowid FROM chunks WHERE collection=? AND source=?",
+                                                  (collection, source))]
+                cur.execute("DELETE FROM chunks WHERE collection=? AND source=?", (collection, source))
                 cur.executemany("INSERT INTO deleted (row) VALUES (?)", [(r,) for r in rows])
                 cur.execute("COMMIT")
             except BaseException:
@@ -142,8 +166,14 @@ class EmbeddedStore:
                               "(SELECT COALESCE(MAX(seq), 0) FROM deleted)").fetchone()
         return int(row[0]), int(row[1])
 
-    def sources(self) -> dict[str, int]:
-        return dict(self.db.execute("SELECT source, COUNT(*) FROM chunks GROUP BY source"))
+    def sources(self, collections: list[str] | None = None) -> dict[str, int]:
+        if collections is None:
+            return dict(self.db.execute("SELECT source, COUNT(*) FROM chunks GROUP BY source"))
+        return dict(self.db.execute(f"SELECT source, COUNT(*) FROM chunks WHERE collection IN "
+                                    f"({','.join('?' * len(collections))}) GROUP BY source", list(collections)))
+
+    def collections(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT collection, COUNT(*) FROM chunks GROUP BY collection"))
 
     def iter_chunks(self, batch_size: int = 1000) -> Iterator[tuple[list[Chunk], np.ndarray]]:
         last = 0
@@ -156,10 +186,11 @@ class EmbeddedStore:
             yield ([_row_to_chunk(r[:-1]) for r in rows],
                    np.vstack([np.frombuffer(r[-1], dtype=np.float32) for r in rows]))
 
-    def texts(self) -> tuple[list[str], list[str]]:
-        """(ids, texts) of every chunk, cheaply: what BM25 indexes."""
-        rows = self.db.execute("SELECT id, text FROM chunks ORDER BY rowid").fetchall()
-        return [r[0] for r in rows], [r[1] for r in rows]
+    def texts(self, with_collections: bool = False) -> tuple[list[str], ...]:
+        """(ids, texts[, collections]) of every chunk, cheaply and in one read: what BM25 indexes."""
+        rows = self.db.execute("SELECT id, text, collection FROM chunks ORDER BY rowid").fetchall()
+        out = [r[0] for r in rows], [r[1] for r in rows]
+        return (*out, [r[2] for r in rows]) if with_collections else out
 
     def get(self, ids: Sequence[str]) -> list[Chunk]:
         out: dict[str, Chunk] = {}
@@ -195,6 +226,9 @@ class EmbeddedStore:
         if f is None or f.is_empty():
             return None
         where, args = [], []
+        if f.collections is not None:
+            where.append(f"collection IN ({','.join('?' * len(f.collections))})")
+            args += f.collections
         if f.sources is not None:
             where.append(f"source IN ({','.join('?' * len(f.sources))})")
             args += f.sources

@@ -1,6 +1,8 @@
 """One contract suite for every registered vector store backend.
 
 Each test runs once per backend (ids = URI scheme): ``pytest tests/contract -k pgvector``.
+The collection tests prove the collection filter runs inside the search: the wanted collection
+sits far from the query while another one fills any unfiltered top-k, yet k rows come back.
 Local backends run for real (embedded, PostgreSQL from scripts/pg.sh, Milvus Lite, Qdrant local
 mode, LangChain's InMemoryVectorStore). Pinecone and Weaviate need a live service that cannot run
 here; they are skipped unless PINECONE_API_KEY / WEAVIATE_URL are set, and then each test uses its
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from rag.stores import REGISTRY, VectorStore, open_store
+from rag.stores import REGISTRY, VectorStore, open_store, scoped_id
 from rag.types import Chunk, Filter
 
 DIM = 16
@@ -243,3 +245,110 @@ def test_reopen_persists(backend):
         assert s.count() == N - N // 4
     finally:
         s.close()
+
+
+# -- collections -----------------------------------------------------------------------------------
+def make_collections(seed: int = 1) -> tuple[list[Chunk], np.ndarray, np.ndarray]:
+    """'big': 90 chunks right around the query; 'small': 12 chunks far from it (they would never
+    make an unfiltered top-k); 'default': 6 chunks. The same source name lives in every collection."""
+    rng = np.random.default_rng(seed)
+    q = rng.normal(size=DIM).astype(np.float32)
+    q /= np.linalg.norm(q)
+    sizes = {"big": 90, "small": 12, "default": 6}
+    chunks, vecs = [], []
+    for coll, n in sizes.items():
+        for i in range(n):
+            v = rng.normal(size=DIM).astype(np.float32)
+            v = v / np.linalg.norm(v) + (3.0 * q if coll == "big" else -1.0 * q)
+            vecs.append(v / np.linalg.norm(v))
+            src = SOURCES[i % 2]
+            chunks.append(Chunk(id=scoped_id(coll, f"{src}#{i}"), text=f"{coll} chunk {i}", source=src,
+                                page=1 + i % 3, chunk_index=i, metadata={"i": i}, collection=coll))
+    return chunks, np.vstack(vecs), q
+
+
+def fill_collections(store: VectorStore, backend: Backend) -> tuple[list[Chunk], np.ndarray, np.ndarray]:
+    chunks, vecs, q = make_collections()
+    for i in range(0, len(chunks), 40):
+        store.upsert(chunks[i:i + 40], vecs[i:i + 40])
+    backend.settle(store, len(chunks))
+    return chunks, vecs, q
+
+
+def test_collection_filter_is_inside_the_search(store, backend):
+    chunks, vecs, q = fill_collections(store, backend)
+    assert all(h.collection == "big" for h in store.search(q, 12))  # 'big' dominates the unfiltered top-k
+    for colls in (["small"], ["small", "default"], ["default"]):
+        f = Filter(collections=colls)
+        want = [c.id for c in brute_force_c(chunks, vecs, q, 10, f)]
+        hits = store.search(q, 10, f)
+        assert len(hits) == min(10, sum(c.collection in colls for c in chunks))  # k rows, not a cut top-k
+        assert [h.id for h in hits] == want
+        assert all(h.collection in colls for h in hits)
+
+
+def test_collection_filter_combines_with_source_and_page(store, backend):
+    chunks, vecs, q = fill_collections(store, backend)
+    f = Filter(source="b.pdf", page_min=2, collections=["small"])
+    hits = store.search(q, 20, f)
+    want = brute_force_c(chunks, vecs, q, 20, f)
+    assert [h.id for h in hits] == [c.id for c in want] and len(hits) == 4
+    assert all(h.collection == "small" and h.source == "b.pdf" and h.page >= 2 for h in hits)
+
+
+def test_no_cross_collection_leak(store, backend):
+    chunks, vecs, _ = fill_collections(store, backend)
+    big = [i for i, c in enumerate(chunks) if c.collection == "big"]
+    for i in big[:3]:  # the exact vector of a 'big' chunk, asked within 'small': never returned
+        hits = store.search(vecs[i], 50, Filter(collections=["small"]))
+        assert hits and all(h.collection == "small" and h.text.startswith("small") for h in hits)
+    assert store.search(vecs[big[0]], 5, Filter(collections=["nope"])) == []
+    assert store.search(vecs[big[0]], 5, Filter(collections=[])) == []
+
+
+def test_collection_counts(store, backend):
+    assert store.collections() == {}
+    fill_collections(store, backend)
+    assert store.collections() == {"big": 90, "small": 12, "default": 6}
+    assert store.count() == 108
+    assert store.sources(["small"]) == {"a.pdf": 6, "b.pdf": 6}
+    assert store.sources(["small", "default"]) == {"a.pdf": 9, "b.pdf": 9}
+    assert store.sources() == {"a.pdf": 54, "b.pdf": 54}
+    assert store.sources([]) == {}
+
+
+def test_delete_per_collection(store, backend):
+    _, _, q = fill_collections(store, backend)
+    assert store.delete_source("a.pdf", "small") == 6
+    backend.settle(store, 102)
+    assert store.collections() == {"big": 90, "small": 6, "default": 6}
+    assert store.sources(["small"]) == {"b.pdf": 6}
+    assert store.sources(["big"]) == {"a.pdf": 45, "b.pdf": 45}  # the same file in another collection stays
+    assert all(h.source == "b.pdf" for h in store.search(q, 20, Filter(collections=["small"])))
+    assert store.delete_source("a.pdf", "small") == 0
+    assert store.delete_source("a.pdf") == 3  # no collection named: the default one only
+    backend.settle(store, 99)
+    assert store.collections() == {"big": 90, "small": 6, "default": 3}
+
+
+def test_collections_persist_across_reopen(backend):
+    s = open_store(backend.uri)
+    chunks, vecs, q = fill_collections(s, backend)
+    before = [h.id for h in s.search(q, 5, Filter(collections=["small"]))]
+    s.close()
+    s = open_store(backend.uri)
+    try:
+        backend.settle(s, len(chunks))
+        assert s.collections() == {"big": 90, "small": 12, "default": 6}
+        hits = s.search(q, 5, Filter(collections=["small"]))
+        assert [h.id for h in hits] == before and all(h.collection == "small" for h in hits)
+        got = {c.id: c.collection for batch, _ in s.iter_chunks() for c in batch}
+        assert got == {c.id: c.collection for c in chunks}
+    finally:
+        s.close()
+
+
+def brute_force_c(chunks: list[Chunk], vecs: np.ndarray, q: np.ndarray, k: int, f: Filter) -> list[Chunk]:
+    keep = [i for i, c in enumerate(chunks) if f.matches(c.source, c.page, c.collection)]
+    scores = vecs[keep] @ q
+    return [chunks[keep[j]] for j in np.argsort(-scores)[:k]]
