@@ -3,11 +3,14 @@
 Examples:
     python -m ingest ./docs
     python -m ingest ./docs ./more/report.pdf --chunk-size 800 --chunk-overlap 150
+    python -m ingest ./hr --collection hr
     python -m ingest ./docs --store pgvector://postgres@127.0.0.1:54329/ragtune --json
     python -m ingest --copy-from ./.ragtune/index --store pgvector://postgres@127.0.0.1:54329/ragtune
 
 Re-running is incremental: unchanged files are skipped without parsing, changed files are
 replaced, and files deleted from the given folders are removed from the index (no flag needed).
+All of that is per collection (--collection, default "default"): the same file may live in two
+collections, and removing it from one leaves the other.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-size", type=int, metavar="N", help=f"chunk size in characters (default {DEFAULT_CHUNK_SIZE})")
     p.add_argument("--chunk-overlap", type=int, metavar="N", help=f"overlap in characters (default {DEFAULT_CHUNK_OVERLAP})")
     p.add_argument("--workers", type=int, metavar="N", help="parser processes (default 1; 0 = parse inline)")
+    p.add_argument("--collection", metavar="NAME",
+                   help="collection to ingest into (default: default; letters, digits, _ and -)")
     p.add_argument("--password", action="append", metavar="PW",
                    help="password to try on encrypted PDFs (repeatable)")
     p.add_argument("--retry-failed", action="store_true",
@@ -62,7 +67,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.copy_from:
             return _copy(rag, args)
         progress = args.progress if args.progress is not None else (sys.stderr.isatty() and not args.json)
-        result = rag.ingest(args.paths, progress=progress, retry_failed=args.retry_failed)
+        result = rag.ingest(args.paths, progress=progress, retry_failed=args.retry_failed,
+                            collection=args.collection)
     rows = report_rows(result) if args.report else None
     if args.report:
         from pathlib import Path

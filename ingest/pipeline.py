@@ -24,8 +24,8 @@ from ingest.worker import ParseWorker, parse_file
 from rag.chunking import TextPiece, chunk_id, split_document
 from rag.embedders import embedder_id as spec_embedder_id
 from rag.settings import IngestSettings, Settings
-from rag.stores import SCHEMA_VERSION, VectorStore, check_info
-from rag.types import Chunk
+from rag.stores import SCHEMA_VERSION, VectorStore, check_info, scoped_id
+from rag.types import DEFAULT_COLLECTION, Chunk, check_collection
 
 
 @dataclass
@@ -148,11 +148,15 @@ class _Parser:
 
 # -- the pipeline -----------------------------------------------------------------------------
 class Ingestor:
-    """Runs one ingest over a store. The embedder is created lazily: a no-change run loads none."""
+    """Runs one ingest over a store into one collection (its manifest rows, its chunks: the same
+    file in another collection is never touched). The embedder is created lazily: a no-change
+    run loads none."""
 
     def __init__(self, settings: Settings, store: VectorStore, embedder_factory: Callable[[], Any],
-                 *, progress: bool | None = None, log: Callable[[str], None] | None = None):
+                 *, progress: bool | None = None, log: Callable[[str], None] | None = None,
+                 collection: str = DEFAULT_COLLECTION):
         self.settings = settings
+        self.collection = check_collection(collection)
         self.store = store
         self._embedder_factory = embedder_factory
         self._embedder = None
@@ -193,7 +197,7 @@ class Ingestor:
             check_info(self.store, {"embedder": embedder_id, "dim": info.get("dim")})
         fp = fingerprint(self.settings, embedder_id)
         self._parse_fp = parse_fingerprint(self.settings, embedder_id)
-        entries = {e.path: e for e in self.manifest.entries()}
+        entries = {e.path: e for e in self.manifest.entries(self.collection)}
         taken = {e.source: e.path for e in entries.values()}
         roots = [Path(_realpath(Path(p).expanduser())) for p in paths]
         found: list[tuple[Path, str, Entry | None]] = []
@@ -243,8 +247,8 @@ class Ingestor:
                 continue
             if Path(real).exists() and supported(Path(real)):
                 continue  # still there but outside what was walked (e.g. hidden folder): leave it
-            self.store.delete_source(old.source)
-            self.manifest.remove(real)
+            self.store.delete_source(old.source, self.collection)
+            self.manifest.remove(real, self.collection)
             result.removed += 1
             rep = FileReport(real, old.source, "removed")
             result.files.append(rep)
@@ -273,7 +277,7 @@ class Ingestor:
                     if status == "error":  # the file's own fault ("transient": touch nothing, retry)
                         # A file that was ingested before but now fails keeps nothing stale.
                         if old is not None and old.status != "failed":
-                            self.store.delete_source(old.source)
+                            self.store.delete_source(old.source, self.collection)
                         self._remember_failure(path, real, source, st, payload)
                 else:
                     doc, pieces = payload
@@ -309,21 +313,23 @@ class Ingestor:
         try:
             digest = file_hash(path)
         except OSError:
-            self.manifest.remove(real)
+            self.manifest.remove(real, self.collection)
             return
         self.manifest.put(Entry(real, source, st.st_size, st.st_mtime_ns, digest, self._parse_fp, 0, "failed",
-                                reason))
+                                reason, self.collection))
 
     def _store_file(self, path: Path, real: str, source: str, doc, pieces: list[TextPiece], fp: str,
                     st: os.stat_result, old: Entry | None) -> int:
         emb = self.embedder
         pieces = _refit(pieces, doc, self.settings.ingest, emb)
         digest = file_hash(path)
-        entry = Entry(real, source, st.st_size, st.st_mtime_ns, digest, fp, len(pieces), "pending")
+        entry = Entry(real, source, st.st_size, st.st_mtime_ns, digest, fp, len(pieces), "pending",
+                      collection=self.collection)
         self.manifest.put(entry)                        # 1. say what we are about to do
-        self.store.delete_source(source)                # 2. drop whatever an earlier run left
+        self.store.delete_source(source, self.collection)  # 2. drop whatever an earlier run left
         meta = {k: v for k, v in doc.metadata.items() if k in ("format", "title")}
-        chunks = [Chunk(chunk_id(source, i, p.text), p.text, source, p.page, i, digest, {**meta, **p.meta})
+        chunks = [Chunk(scoped_id(self.collection, chunk_id(source, i, p.text)), p.text, source, p.page, i, digest,
+                        {**meta, **p.meta}, self.collection)
                   for i, p in enumerate(pieces)]
         self._ensure_info(emb)
         step = self.settings.ingest.batch_size * 8

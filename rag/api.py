@@ -15,8 +15,8 @@ import numpy as np
 
 from rag.errors import ConfigError, DataError, redact
 from rag.settings import Settings, load_settings
-from rag.stores import SCHEMA_VERSION, VectorStore, check_info, open_store
-from rag.types import Chunk, Filter, Hit
+from rag.stores import SCHEMA_VERSION, VectorStore, check_info, open_store, scoped_id
+from rag.types import DEFAULT_COLLECTION, Chunk, Filter, Hit, check_collection
 
 
 class RAG:
@@ -25,12 +25,18 @@ class RAG:
     Args:
         store: a store URI (default: the embedded store under the data directory).
         llm: an LLM spec (``hf:...``, ``gguf:...``, ``openai:...``; default: packaged SmolLM2).
+        collection: the collection ``ingest`` / ``add_texts`` write into when they name none
+            (questions search every collection unless given ``collections=[...]``).
         settings: a full settings tree; ``store`` / ``llm`` / ``overrides`` apply on top of it.
         overrides: dotted settings, e.g. ``{"retrieval.k": 8}``.
+
+    Raises:
+        ConfigError: an invalid collection name (letters, digits, _ and -).
     """
 
-    def __init__(self, store: str | None = None, llm: str | None = None, *, settings: Settings | None = None,
-                 config: str | Path | None = None, **overrides: Any):
+    def __init__(self, store: str | None = None, llm: str | None = None, *, collection: str = DEFAULT_COLLECTION,
+                 settings: Settings | None = None, config: str | Path | None = None, **overrides: Any):
+        self.collection = check_collection(collection)
         flags = {k.replace("__", "."): v for k, v in overrides.items()}
         flags.update({"store": store, "llm.spec": llm})
         if settings is None:
@@ -94,9 +100,11 @@ class RAG:
             return self._llm
 
     # -- ingest -------------------------------------------------------------------------------
-    def ingest(self, paths: Iterable[str | Path], *, progress: bool | None = False, on_file=None,
-               retry_failed: bool = False):
-        """Ingest files and folders (the same pipeline as ``python -m ingest``).
+    def ingest(self, paths: Iterable[str | Path], *, collection: str | None = None, progress: bool | None = False,
+               on_file=None, retry_failed: bool = False):
+        """Ingest files and folders (the same pipeline as ``python -m ingest``) into ``collection``
+        (default: the one this RAG was made with). Incremental per collection: files removed from
+        the given folders are removed from that collection only.
 
         Works from a plain script without a ``__main__`` guard, a notebook or a web app: parse
         workers are started as their own module. ``retry_failed`` re-parses files whose earlier
@@ -108,17 +116,22 @@ class RAG:
         from ingest.pipeline import Ingestor
 
         with self._lock:
-            ing = Ingestor(self.settings, self.store, lambda: self.embedder, progress=progress)
+            ing = Ingestor(self.settings, self.store, lambda: self.embedder, progress=progress,
+                           collection=check_collection(collection or self.collection))
             try:
                 return ing.run(list(paths), on_file=on_file, retry_failed=retry_failed)
             finally:
                 ing.close()
 
     def add_texts(self, texts: Sequence[str], metadatas: Sequence[dict[str, Any]] | None = None,
-                  ids: Sequence[str] | None = None, *, split: bool = False) -> list[str]:
+                  ids: Sequence[str] | None = None, *, split: bool = False,
+                  collection: str | None = None) -> list[str]:
         """Add raw texts (e.g. a JSONL corpus). Each metadata may carry ``source`` and ``page``.
 
-        Texts are stored as given unless ``split`` is true (then chunked like files).
+        Texts are stored as given unless ``split`` is true (then chunked like files), in
+        ``collection`` (default: this RAG's). Returns the stored chunk ids: outside the default
+        collection they are derived from (collection, id) (``rag.stores.scoped_id``), so a write
+        to one collection can never replace a chunk of another.
 
         Raises:
             DataError: an empty text, a page that is not a whole number, lengths that differ;
@@ -126,6 +139,7 @@ class RAG:
         """
         from rag.chunking import chunk_id, split_text
 
+        coll = check_collection(collection or self.collection)
         texts, metadatas = _check_texts(texts, metadatas, ids)
         chunks: list[Chunk] = []
         for i, (text, meta) in enumerate(zip(texts, metadatas)):
@@ -136,7 +150,7 @@ class RAG:
                                               self.settings.ingest.chunk_overlap)] if split else [text]
             for j, part in enumerate(parts):
                 cid = ids[i] if ids and not split else chunk_id(source, j, part)
-                chunks.append(Chunk(cid, part, source, page, j, "", meta))
+                chunks.append(Chunk(scoped_id(coll, cid), part, source, page, j, "", meta, coll))
         emb = self.embedder
         with self._lock:
             check_info(self.store, {"embedder": emb.id, "dim": emb.dim})
@@ -153,14 +167,21 @@ class RAG:
 
     # -- retrieval ----------------------------------------------------------------------------
     def retrieve(self, question: str, k: int | None = None, mode: str | None = None,
-                 filter: Filter | dict[str, Any] | None = None, **kw: Any) -> list[Hit]:
+                 filter: Filter | dict[str, Any] | None = None, *, collections: Sequence[str] | None = None,
+                 **kw: Any) -> list[Hit]:
         """Top-k passages for a question: ``mode`` is dense, bm25, hybrid or mmr.
 
+        ``collections`` limits the search to those collections (None = all), inside the search:
+        k passages come back whenever the collections hold k. Given both here and in ``filter``,
+        the intersection applies.
+
         Raises:
-            ConfigError: a blank question, ``k``/``fetch_k`` not in 1..1000, an unknown mode.
+            ConfigError: a blank question, ``k``/``fetch_k`` not in 1..1000, an unknown mode, an
+                invalid collection name.
         """
         self._check(question, k, mode, kw.get("fetch_k"))
-        return self.retriever.retrieve(question, k=k, mode=mode, filter=_as_filter(filter), **kw)
+        flt = with_collections(_as_filter(filter), collections)
+        return self.retriever.retrieve(question, k=k, mode=mode, filter=flt, **kw)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         return self.embedder.embed(texts)
@@ -192,8 +213,8 @@ class RAG:
     # -- generation (rag.chain) ---------------------------------------------------------------
     def ask(self, question: str, k: int | None = None, mode: str | None = None,
             filter: Filter | dict[str, Any] | None = None, history: list[dict[str, str]] | None = None,
-            **gen: Any):
-        """Answer with citations. Returns ``rag.Answer``.
+            *, collections: Sequence[str] | None = None, **gen: Any):
+        """Answer with citations from ``collections`` (None = all). Returns ``rag.Answer``.
 
         ``history`` (earlier turns) makes the question a follow-up: it is rewritten into a
         standalone question before retrieval. ``gen``: temperature, top_p, max_new_tokens, stop.
@@ -201,13 +222,14 @@ class RAG:
         from rag import chain
 
         self._check(question, k, mode)
-        return chain.answer(question, retrieve=self._retrieve_fn(k, mode, filter), llm=self.llm,
+        return chain.answer(question, retrieve=self._retrieve_fn(k, mode, filter, collections), llm=self.llm,
                             settings=self.settings, history=history, **gen)
 
     def stream(self, question: str, k: int | None = None, mode: str | None = None,
                filter: Filter | dict[str, Any] | None = None,
-               history: list[dict[str, str]] | None = None, **gen: Any):
-        """Yield answer tokens as they are generated.
+               history: list[dict[str, str]] | None = None, *, collections: Sequence[str] | None = None,
+               **gen: Any):
+        """Yield answer tokens as they are generated, from ``collections`` (None = all).
 
         Returns ``rag.chain.StreamingAnswer``: iterate it for the tokens; ``.sources`` is ready
         before the first token and ``.answer`` (the full ``Answer``) after the last.
@@ -215,7 +237,7 @@ class RAG:
         from rag import chain
 
         self._check(question, k, mode)
-        return chain.stream(question, retrieve=self._retrieve_fn(k, mode, filter), llm=self.llm,
+        return chain.stream(question, retrieve=self._retrieve_fn(k, mode, filter, collections), llm=self.llm,
                             settings=self.settings, history=history, **gen)
 
     def chat(self, message: str, history: list[dict[str, str]] | None = None, **kw: Any):
@@ -233,17 +255,31 @@ class RAG:
         check_question(question)
         check_retrieval(k, mode, fetch_k, self.settings.retrieval)
 
-    def _retrieve_fn(self, k: int | None, mode: str | None, filter: Filter | dict[str, Any] | None):
-        return lambda q: self.retrieve(q, k=k, mode=mode, filter=filter)
+    def _retrieve_fn(self, k: int | None, mode: str | None, filter: Filter | dict[str, Any] | None,
+                     collections: Sequence[str] | None = None):
+        flt = with_collections(_as_filter(filter), collections)  # validated before anything runs
+        return lambda q: self.retrieve(q, k=k, mode=mode, filter=flt)
 
     # -- info ---------------------------------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
-        """What the index holds: files, chunks, store (no secrets), embedder, dim."""
+    def stats(self, collections: Sequence[str] | None = None) -> dict[str, Any]:
+        """What the index holds: files, chunks, store (no secrets), embedder, dim, and per
+        collection ``{"files", "chunks"}``. ``collections`` limits every count to those (None =
+        all); a named collection that holds nothing shows zeros."""
         store = self.store
         info = store.get_info() or {}
-        sources = store.sources()
+        names = None if collections is None else [check_collection(c) for c in dict.fromkeys(collections)]
+        sources = store.sources(names)
+        counts = store.collections()
+        per = {}
+        for name in sorted(counts) if names is None else names:
+            per[name] = {"files": len(store.sources([name])) if counts.get(name) else 0,
+                         "chunks": counts.get(name, 0)}
         return {"files": len(sources), "chunks": sum(sources.values()), "store": redact(store.uri),
-                "embedder": info.get("embedder"), "dim": info.get("dim")}
+                "embedder": info.get("embedder"), "dim": info.get("dim"), "collections": per}
+
+    def collections(self) -> dict[str, int]:
+        """Every collection that holds chunks, with its chunk count (for pickers and ``stats``)."""
+        return dict(sorted(self.store.collections().items()))
 
     def loaded(self) -> dict[str, str | None]:
         """Which parts are built so far (for UIs; builds nothing): each one's name, or None."""
@@ -274,7 +310,25 @@ def _as_filter(filter: Filter | dict[str, Any] | None) -> Filter | None:
     try:
         return Filter(**filter)
     except TypeError as e:
-        raise ConfigError(f"filter: {e} (known fields: source, page_min, page_max)") from None
+        raise ConfigError(f"filter: {e} (known fields: source, page_min, page_max, collections)") from None
+
+
+def with_collections(filter: Filter | None, collections: Sequence[str] | None) -> Filter | None:
+    """``filter`` limited to ``collections`` as well (the intersection when both name some).
+
+    Raises:
+        ConfigError: an invalid collection name, or a bare string instead of a list.
+    """
+    if collections is None:
+        return filter
+    if isinstance(collections, str):
+        raise ConfigError(f"collections: expected a list of names, got the string {collections!r} "
+                          "(write collections=[...])")
+    names = [check_collection(c) for c in collections]
+    if filter is None:
+        return Filter(collections=names)
+    both = names if filter.collections is None else [c for c in filter.collections if c in names]
+    return Filter(source=filter.source, page_min=filter.page_min, page_max=filter.page_max, collections=both)
 
 
 def _check_texts(texts: Sequence[str], metadatas: Sequence[dict[str, Any]] | None,

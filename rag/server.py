@@ -2,11 +2,16 @@
 
 =====================================  ===========================================================
 ``GET /health``                        liveness + what is configured (no model is loaded)
-``POST /ask``                          ``{"question", "k"?, "mode"?, "filter"?, "history"?, "stream"?}``
-                                       -> ``Answer.to_dict()``; ``stream: true`` -> server-sent events
-``POST /ingest``                       ``{"paths": [...]}`` inside the ingest root (traversal -> 403),
-                                       or ``{"texts": [...], "metadatas"?: [...]}``
-``POST /ingest/upload?filename=NAME``  the raw file as the body; saved under DATA_DIR/uploads, ingested
+``POST /ask``                          ``{"question", "k"?, "mode"?, "filter"?, "history"?, "stream"?,
+                                       "collections"?}`` -> ``Answer.to_dict()``; ``stream: true`` ->
+                                       server-sent events
+``POST /retrieve``                     ``{"question", "k"?, "mode"?, "filter"?, "collections"?}`` -> hits
+``GET /stats``, ``GET /collections``   what the index holds, within the caller's collections
+``POST /ingest``                       ``{"paths": [...]}`` inside an ingest root (traversal -> 403; admin
+                                       only with auth), or ``{"texts": [...], "metadatas"?: [...]}``;
+                                       ``"collection"?`` to write into
+``POST /ingest/upload?filename=NAME``  the raw file as the body (``&collection=C``); saved under
+                                       DATA_DIR/uploads, ingested
 ``GET /v1/models``                     one model, ``ragtune``
 ``POST /v1/chat/completions``          OpenAI chat format, stream or not; the last user message is the
                                        question, earlier turns are history; ``sources`` is added, and
@@ -16,14 +21,15 @@
 Bodies are checked by the models in rag/server_models.py: a bad one gets a 4xx whose ``detail``
 names the field (under ``/v1/`` also OpenAI's ``error`` object), never a 500.
 
-Bodies over ``settings.server.max_request_bytes`` get 413 before any handler runs. Requests are
+With authentication on (rag/server_auth.py) every route but ``/health`` needs a key, and each
+route reads and writes only the collections the key is granted (rag/access.py): naming another
+one is 403. Bodies over ``settings.server.max_request_bytes`` get 413 before any handler runs. Requests are
 served from a thread pool: retrieval and store writes are serialised by one lock, and each LLM
 backend serialises its own generation, so one RAG instance is shared safely.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
@@ -37,189 +43,61 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rag.errors import ConfigError, DataError, LLMError, ModelNotFoundError, RagtuneError, StoreError, redact
-from rag.server_models import AskIn, ChatIn, ErrorOut, IngestIn, text_of
+from rag.access import ANONYMOUS, Principal, require_admin, resolve, write_target
+from rag.errors import RagtuneError, redact
+from rag.keys import KeyStore
+from rag.server_auth import AuthGate, note, principal_of
+from rag.server_http import BodyLimit, error_reply, field_message, sources_header, sse, status_of, usage
+from rag.server_models import AskIn, ChatIn, ErrorOut, IngestIn, RetrieveIn, text_of
 
 MODEL_NAME = "ragtune"
-SOURCES_HEADER = "X-Ragtune-Sources"
-SOURCES_HEADER_BYTES = 4096  # proxies refuse larger header blocks (nginx buffers 4-8 KiB by default)
 _INVALID = {422: {"model": ErrorOut, "description": "Invalid field: `detail` names it"}}  # not FastAPI's list
 
 
-class _BodyLimit:
-    """ASGI middleware: buffer the body up to ``limit`` bytes; more -> 413 before the app runs."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self._too_large(send)
-        chunks, size, more = [], 0, True
-        while more:  # chunked bodies carry no length: count as we read
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.limit:
-                return await self._too_large(send)
-            more = message.get("more_body", False)
-        body, sent = b"".join(chunks), False
-
-        async def replay():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _too_large(self, send):
-        payload = json.dumps({"detail": f"request body larger than {self.limit} bytes "
-                                        "(raise server.max_request_bytes to allow)"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(payload)).encode())]})
-        await send({"type": "http.response.body", "body": payload})
-
-
-def _status(e: RagtuneError) -> int:
-    if isinstance(e, (ConfigError, DataError)):
-        return 400
-    if isinstance(e, ModelNotFoundError):
-        return 404
-    if isinstance(e, LLMError):
-        return 502
-    if isinstance(e, StoreError):
-        return 503
-    return 500
-
-
-_FIELD = re.compile(r"^([A-Za-z_][\w.\[\]-]*): ")
-
-
-class _AsciiJSON(JSONResponse):
-    """Error replies: ASCII-escaped, so a message quoting odd input can always be encoded."""
-
-    def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=True, default=str).encode("ascii")
-
-
-def _error(request: Request, status: int, message: str, *, kind: str | None = None,
-           headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    """``{"detail": message}`` (plus ``type`` for ragtune errors); under ``/v1/`` also OpenAI's
-    ``{"error": {"message", "type", "param", "code"}}``, which the openai client reads into
-    ``e.message``, ``e.param`` and ``e.type``."""
-    body: dict[str, Any] = {"detail": message, **({"type": kind} if kind else {}), **extra}
-    if request.url.path.startswith("/v1/"):
-        field = _FIELD.match(message)
-        body["error"] = {"message": message, "param": field.group(1) if field else None, "code": None,
-                         "type": "invalid_request_error" if status < 500 else (kind or "server_error")}
-    return _AsciiJSON(body, status_code=status, headers=headers)
-
-
-def _field_message(err: dict[str, Any]) -> str:
-    """One pydantic error as ``field: what is wrong`` (``metadatas[0].page: ...``)."""
-    loc = list(err.get("loc") or [])
-    if loc and loc[0] in ("body", "query", "path", "header"):
-        loc = loc[1:]
-    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-    if err.get("type") == "json_invalid":
-        return f"body: not valid JSON ({(err.get('ctx') or {}).get('error', 'parse error')}) at character " \
-               f"{loc[0] if loc else '?'}"
-    field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-    if _FIELD.match(msg) and (not field or msg.startswith(field)):  # our validators name the field
-        return msg
-    return f"{field or 'body'}: {msg}"
-
-
-def _usage(a: Any) -> dict[str, int]:
-    prompt, completion = a.tokens.get("prompt", 0), a.tokens.get("completion", 0)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-
-
-def _sources_header(sources: list[Any], *, final: bool) -> dict[str, str]:
-    """The passages as one ASCII JSON header, for clients that only surface headers (LangChain's
-    ``ChatOpenAI(include_response_headers=True)`` puts them in ``response_metadata["headers"]``).
-
-    Without passage text, and cut to the first passages that fit ``SOURCES_HEADER_BYTES``: the
-    body carries the full list. ``cited``/``implicit`` only when ``final`` (a stream's headers
-    leave before the answer exists).
-    """
-    items: list[dict[str, Any]] = []
-    size = 2
-    for s in sources:
-        item = {"n": s.n, "source": s.source if len(s.source) <= 300 else s.source[:300] + "...",
-                "page": s.page, "score": round(s.score, 6), "id": s.id}
-        if final:
-            item.update(cited=s.cited, implicit=s.implicit)
-        cost = len(json.dumps(item)) + 1
-        if size + cost > SOURCES_HEADER_BYTES:
-            break
-        items.append(item)
-        size += cost
-    return {SOURCES_HEADER: json.dumps(items, separators=(",", ":"))}
-
-
-_LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-
-
-def _json_line(data: Any) -> str:
-    """JSON on one line for every reader: ``str.splitlines`` (and so ``httpx``'s ``iter_lines``)
-    also breaks on U+0085/U+2028/U+2029, which ``json.dumps`` leaves raw inside strings."""
-    text = json.dumps(data, ensure_ascii=False)
-    for raw, escaped in _LINE_BREAKS.items():
-        text = text.replace(raw, escaped)
-    return text
-
-
-def _sse(data: Any, event: str | None = None) -> str:
-    head = f"event: {event}\n" if event else ""
-    return f"{head}data: {_json_line(data)}\n\n"
-
-
-def create_app(rag: Any, *, ingest_root: str | Path | None = None) -> FastAPI:
+def create_app(rag: Any, *, ingest_root: str | Path | list[str | Path] | None = None, auth: str = "auto") -> FastAPI:
     """The FastAPI app serving one RAG instance.
 
     Args:
-        rag: a :class:`rag.api.RAG` (its settings give the body limit).
-        ingest_root: ``POST /ingest`` paths must resolve inside this folder (default: the current
-            folder at start-up). Uploads are written under ``DATA_DIR/uploads``.
+        rag: a :class:`rag.api.RAG` (its settings give the body limit, keys, limits and audit).
+        ingest_root: ``POST /ingest`` paths must resolve inside this folder (or one of these);
+            default ``server.ingest_roots``, else, with authentication off, the current folder at
+            start-up. Uploads are written under ``DATA_DIR/uploads``.
+        auth: ``"auto"`` (on once a key exists in the data directory), ``"on"``, or ``"off"``.
     """
     settings = rag.settings
-    root = Path(ingest_root or Path.cwd()).resolve()
+    given = ingest_root if isinstance(ingest_root, list) else [ingest_root] if ingest_root else []
+    configured = [Path(p).expanduser().resolve() for p in given or settings.server.ingest_roots]
+    cwd = Path.cwd().resolve()
     uploads = Path(settings.data_dir).resolve() / "uploads"
     lock = threading.Lock()  # retrieval, store writes and non-streamed answers, one at a time
 
     app = FastAPI(title="ragtune", version="0.1.0",
                   description="Ask questions over your documents; OpenAI-compatible chat endpoint.")
-    app.add_middleware(_BodyLimit, limit=int(settings.server.max_request_bytes))
+    app.add_middleware(BodyLimit, limit=int(settings.server.max_request_bytes))
+    mode = "on" if auth == "on" or settings.auth.required else auth
+    app.add_middleware(AuthGate, keys=KeyStore(settings.data_dir), settings=settings, mode=mode)  # outermost
     app.state.rag = rag
 
     @app.exception_handler(RagtuneError)
     async def _ragtune_error(request: Request, e: RagtuneError):
-        return _error(request, _status(e), redact(str(e)), kind=type(e).__name__)
+        return error_reply(request, status_of(e), redact(str(e)), kind=type(e).__name__)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, e: RequestValidationError):
         # FastAPI's own reply echoes the input, and cannot encode a NaN or a lone surrogate in it
         # (a 500); ours names each field and says what is accepted, without the input.
-        errors = [{"loc": list(err.get("loc") or []), "msg": _field_message(err), "type": err.get("type")}
+        errors = [{"loc": list(err.get("loc") or []), "msg": field_message(err), "type": err.get("type")}
                   for err in e.errors()]
-        return _error(request, 422, "; ".join(err["msg"] for err in errors), errors=errors)
+        return error_reply(request, 422, "; ".join(err["msg"] for err in errors), errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, e: StarletteHTTPException):
-        return _error(request, e.status_code, str(e.detail), headers=getattr(e, "headers", None))
+        return error_reply(request, e.status_code, str(e.detail), headers=getattr(e, "headers", None))
 
     @app.get("/health")
-    def health() -> dict[str, Any]:
+    def health(request: Request) -> dict[str, Any]:
+        if request.scope.get("ragtune.principal") is not ANONYMOUS:  # auth on: say nothing about the setup
+            return {"status": "ok", "auth": True}
         return {"status": "ok", "llm": settings.llm.spec or "default (the best installed model: python -m rag models list)",
                 "store": redact(settings.store_uri), "embedder": settings.embedder}
 
@@ -232,32 +110,82 @@ def create_app(rag: Any, *, ingest_root: str | Path | None = None) -> FastAPI:
                        stop=body.stop)
         return {k: v for k, v in gen.items() if v is not None}
 
+    def _scope(request: Request, body: Any, question: str) -> tuple[Principal, dict[str, Any]]:
+        """The caller and the ``collections`` keyword for the RAG call: what the body names
+        (top level and inside ``filter``), checked against the key's grant (403 otherwise)."""
+        who = principal_of(request.scope)
+        flt = getattr(body, "filter", None)
+        cols = resolve(who, body.collections, flt.collections if flt else None)
+        note(request.scope, collections=cols if cols is not None else ["*"], question=question)
+        return who, ({} if cols is None else {"collections": cols})
+
+    def _filter(body: AskIn | RetrieveIn) -> dict[str, Any] | None:
+        return body.filter.model_dump(exclude_none=True, exclude={"collections"}) or None if body.filter else None
+
+    def _returned(request: Request, ids: list[str]) -> None:
+        note(request.scope, sources=ids)
+
     @app.post("/ask", responses=_INVALID)
-    def ask(body: AskIn):
-        flt = body.filter.model_dump(exclude_none=True) if body.filter else None
+    def ask(body: AskIn, request: Request):
+        _, scoped = _scope(request, body, body.question)
         history = [{"role": t.role, "content": text_of(t.content)} for t in body.history or []]
-        kw = dict(k=body.k, mode=body.mode, filter=flt or None, history=history or None, **_gen(body))
+        kw = dict(k=body.k, mode=body.mode, filter=_filter(body), history=history or None, **_gen(body), **scoped)
         if not body.stream:
             with lock:
-                return rag.ask(body.question, **kw).to_dict()
+                a = rag.ask(body.question, **kw)
+            _returned(request, [s.id for s in a.sources])
+            return a.to_dict()
         with lock:  # retrieval now; generation below runs under the LLM's own lock
             streaming = rag.stream(body.question, **kw)
+        _returned(request, [s.id for s in streaming.sources])
 
         def events() -> Iterator[str]:
             try:
                 for piece in streaming:
-                    yield _sse({"text": piece}, "token")
-                yield _sse(streaming.answer.to_dict(), "answer")
+                    yield sse({"text": piece}, "token")
+                yield sse(streaming.answer.to_dict(), "answer")
             except RagtuneError as e:
-                yield _sse({"detail": redact(str(e)), "type": type(e).__name__}, "error")
+                yield sse({"detail": redact(str(e)), "type": type(e).__name__}, "error")
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
-    def _inside_root(raw: str, i: int) -> Path:
+    @app.post("/retrieve", responses=_INVALID)
+    def retrieve(body: RetrieveIn, request: Request):
+        _, scoped = _scope(request, body, body.question)
+        with lock:
+            hits = rag.retrieve(body.question, k=body.k, mode=body.mode, filter=_filter(body), **scoped)
+        _returned(request, [h.id for h in hits])
+        return {"hits": [h.to_dict() for h in hits]}
+
+    @app.get("/stats")
+    def stats(request: Request):
+        who = principal_of(request.scope)
+        note(request.scope, collections=who.granted() or ["*"])
+        with lock:
+            return rag.stats() if who.collections is None else rag.stats(collections=who.granted())
+
+    @app.get("/collections")
+    def collections(request: Request):
+        who = principal_of(request.scope)
+        with lock:
+            counts = rag.collections()
+        return {"collections": {name: n for name, n in sorted(counts.items()) if who.grants(name)}}
+
+    def _roots(who: Principal) -> list[Path]:
+        if who is ANONYMOUS:
+            return configured or [cwd]
+        require_admin(who, "paths: ingesting files from the server's disk")
+        if not configured:
+            raise HTTPException(403, "paths: no ingest root is configured; start the server with --ingest-root DIR "
+                                     "(or set server.ingest_roots), or send texts or uploads")
+        return configured
+
+    def _inside_root(raw: str, i: int, roots: list[Path]) -> Path:
         try:
             p = Path(raw).expanduser()
-            resolved = (p if p.is_absolute() else root / p).resolve()
-            inside, exists = resolved.is_relative_to(root), resolved.exists()
+            found = [(p if p.is_absolute() else root / p).resolve() for root in roots]
+            inside = [r for r, root in zip(found, roots) if r.is_relative_to(root)]
+            exists = bool(inside) and inside[0].exists()
         except (OSError, ValueError, RuntimeError) as e:  # RuntimeError: a symlink loop
             why = getattr(e, "strerror", None) or e
             raise HTTPException(400, f"paths[{i}]: not a usable path ({why})") from e
@@ -265,27 +193,37 @@ def create_app(rag: Any, *, ingest_root: str | Path | None = None) -> FastAPI:
             raise HTTPException(403, f"paths[{i}]: '{raw}' is outside the ingest root")
         if not exists:
             raise HTTPException(404, f"paths[{i}]: '{raw}' does not exist")
-        return resolved
+        return inside[0]
 
     def _summary(result: Any) -> Any:
         return result.summary() if hasattr(result, "summary") else result
 
+    def _into(collection: str | None) -> dict[str, Any]:
+        return {} if collection is None else {"collection": collection}
+
     @app.post("/ingest", responses=_INVALID)
-    def ingest(body: IngestIn):
+    def ingest(body: IngestIn, request: Request):
+        who = principal_of(request.scope)
+        target = write_target(who, body.collection, auth=who is not ANONYMOUS)
+        note(request.scope, collections=[target] if target else None)
         out: dict[str, Any] = {}
         if body.paths:
-            paths = [_inside_root(p, i) for i, p in enumerate(body.paths)]  # check all before ingesting any
+            roots = _roots(who)
+            paths = [_inside_root(p, i, roots) for i, p in enumerate(body.paths)]  # check all before any
             with lock:
-                out = dict(_summary(rag.ingest(paths)))
+                out = dict(_summary(rag.ingest(paths, **_into(target))))
         if body.texts:
             with lock:
-                ids = rag.add_texts(body.texts, metadatas=body.metadatas)
+                ids = rag.add_texts(body.texts, metadatas=body.metadatas, **_into(target))
             out["texts"] = len(body.texts)
             out["chunk_ids"] = ids
         return out
 
     @app.post("/ingest/upload", responses=_INVALID)
-    async def upload(request: Request, filename: str):
+    async def upload(request: Request, filename: str, collection: str | None = None):
+        who = principal_of(request.scope)
+        target = write_target(who, collection, auth=who is not ANONYMOUS)
+        note(request.scope, collections=[target] if target else None)
         name = Path(filename.replace("\\", "/")).name
         if not name or name.startswith(".") or not re.fullmatch(r"[\w.\- ()]{1,200}", name):
             raise HTTPException(400, f"filename: '{filename[:200]}' is not a usable file name (letters, "
@@ -293,13 +231,14 @@ def create_app(rag: Any, *, ingest_root: str | Path | None = None) -> FastAPI:
         data = await request.body()
         if not data:
             raise HTTPException(422, "body: empty upload; send the file's bytes as the request body")
-        uploads.mkdir(parents=True, exist_ok=True)
-        target = uploads / name
-        target.write_bytes(data)
+        folder = uploads / target if target else uploads  # one folder per collection: no overwrites across
+        folder.mkdir(parents=True, exist_ok=True)
+        dest = folder / name
+        dest.write_bytes(data)
 
         def work():
             with lock:
-                return _summary(rag.ingest([target]))
+                return _summary(rag.ingest([dest], **_into(target)))
 
         from starlette.concurrency import run_in_threadpool
 
@@ -312,27 +251,30 @@ def create_app(rag: Any, *, ingest_root: str | Path | None = None) -> FastAPI:
                                             "owned_by": "ragtune"}]}
 
     @app.post("/v1/chat/completions", responses=_INVALID)
-    def chat_completions(body: ChatIn):
+    def chat_completions(body: ChatIn, request: Request):
         if body.n is not None and body.n > 1:
             # one answer per question: n identical (greedy) choices would only look like a choice
             raise HTTPException(400, f"n: only n=1 is supported (got {body.n}); send separate requests "
                                      "for more answers")
         turns = body.turns()  # the validator checked that the last one is a non-blank user message
         question, history = turns[-1]["content"], turns[:-1]
+        _, scoped = _scope(request, body, question)
         cid, created, model = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), body.model or MODEL_NAME
-        gen = _gen(body)
+        gen = {**_gen(body), **scoped}
         if not body.stream:
             with lock:
                 a = rag.ask(question, history=history or None, **gen)
+            _returned(request, [s.id for s in a.sources])
             return JSONResponse(
                 {"id": cid, "object": "chat.completion", "created": created, "model": model,
                  "choices": [{"index": 0, "message": {"role": "assistant", "content": a.text},
                               "finish_reason": a.finish_reason}],
-                 "usage": _usage(a), "sources": a.to_dict()["sources"], "citations": a.citations,
+                 "usage": usage(a), "sources": a.to_dict()["sources"], "citations": a.citations,
                  "flags": a.flags},
-                headers=_sources_header(a.sources, final=True))
+                headers=sources_header(a.sources, final=True))
         with lock:
             streaming = rag.stream(question, history=history or None, **gen)
+        _returned(request, [s.id for s in streaming.sources])
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
         def chunk(delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> str:
@@ -341,7 +283,7 @@ def create_app(rag: Any, *, ingest_root: str | Path | None = None) -> FastAPI:
             choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
             payload = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                        "choices": choices, **({"usage": None} if include_usage else {}), **extra}
-            return _sse(payload)
+            return sse(payload)
 
         def events() -> Iterator[str]:
             yield chunk({"role": "assistant", "content": ""})
@@ -352,13 +294,13 @@ def create_app(rag: Any, *, ingest_root: str | Path | None = None) -> FastAPI:
                 yield chunk({}, a.finish_reason, sources=a.to_dict()["sources"], citations=a.citations,
                             flags=a.flags)
                 if include_usage:
-                    yield chunk(None, usage=_usage(a))
+                    yield chunk(None, usage=usage(a))
             except RagtuneError as e:
                 error = {"message": redact(str(e)), "type": type(e).__name__}
-                yield _sse({"error": error})
+                yield sse({"error": error})
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers=_sources_header(streaming.sources, final=False))
+                                 headers=sources_header(streaming.sources, final=False))
 
     return app

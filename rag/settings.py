@@ -73,6 +73,24 @@ class ServerSettings(_Section):
     host: str = Field("127.0.0.1", description="Bind address; loopback by default.")
     port: int = Field(8000, gt=0, lt=65536)
     max_request_bytes: int = Field(1_000_000, gt=0, description="Larger request bodies are refused (413).")
+    ingest_roots: list[Path] = Field(default_factory=list, description=(
+        "POST /ingest may read server-side paths only inside these folders (default: the current folder; "
+        "with authentication on, none until one is set)."))
+
+
+class AuthSettings(_Section):
+    required: bool = Field(False, description="Require a key even before any exists (auth is on anyway once "
+                                              "a key is created with `python -m rag keys create`).")
+    requests_per_minute: float = Field(120, ge=0, description="Requests one key may make per minute (0 = no limit).")
+    burst: int = Field(30, gt=0, description="Requests one key may make at once after a quiet spell.")
+    failed_per_minute: float = Field(10, ge=0, description="Failed authentications per client address per minute "
+                                                           "before every attempt from it gets 429 (0 = no limit).")
+    failed_burst: int = Field(20, gt=0, description="Failed authentications allowed at once from one address.")
+
+
+class AuditSettings(_Section):
+    enabled: bool = Field(True, description="With authentication on, append each request to DATA_DIR/audit.jsonl.")
+    log_questions: bool = Field(False, description="Also record the question text (as sensitive as the documents).")
 
 
 class Settings(_Section):
@@ -89,6 +107,8 @@ class Settings(_Section):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     tracking_uri: str | None = Field(None, description="MLflow tracking URI; default sqlite under data_dir.")
 
     @property

@@ -193,7 +193,7 @@ def _readable(text: str) -> int:
 
 # (what the page lacks, why) for each kind of empty page: "{n}" becomes "page 3" or "any of its 4 page(s)".
 _REASONS = {
-    _BLANK: ("blank: nothing drawn on {n}", ""),
+    _BLANK: ("blank: no text layer and nothing drawn on {n}", ""),
     _UNMAPPED: ("text in fonts without a Unicode map on {n} (cannot be read as text)", "why"),
     "scanned": ("no text layer on {n} (scanned or image-only)", "why"),
     _PLAIN: ("no text layer on {n}", "why"),

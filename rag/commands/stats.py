@@ -1,4 +1,9 @@
-"""python -m rag stats: what the index holds."""
+"""python -m rag stats: what the index holds, per collection.
+
+Examples:
+    python -m rag stats
+    python -m rag stats --collection hr --json
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,12 @@ import argparse
 
 from rag.cli import add_common, print_json, settings_from
 
-HELP = "show what the index holds (files, chunks, store, embedder)"
+HELP = "show what the index holds (files, chunks, store, embedder, per collection)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--collection", action="append", metavar="NAME",
+                        help="count only this collection (repeatable; default: every collection)")
     add_common(parser)
 
 
@@ -20,10 +27,13 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     require_index(settings.store_uri)  # a read-only command creates nothing
     with RAG(settings=settings) as rag:
-        stats = rag.stats()
+        stats = rag.stats(collections=args.collection)
     if args.json:
         print_json(stats)
     else:
+        per = stats.pop("collections")
         for key, value in stats.items():
             print(f"{key:>9}: {value}")
+        for name, c in per.items():
+            print(f"  {name}: {c['files']} files, {c['chunks']} chunks")
     return 0

@@ -7,6 +7,7 @@ registered prefix claims. Backends are imported only when chosen.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -63,8 +64,51 @@ def embedder_id(spec: str) -> str:
     return embedder_id_for(rest) if prefix == "st" else spec
 
 
-def open_embedder(spec: str, *, device: str = "cpu", precision: str = "auto") -> Embedder:
-    """Open the embedder a spec names. ``precision`` reaches other backends only when not the default."""
+# Runtimes for sentence-transformers models (``embedder_backend``); imported only when chosen.
+BACKENDS: dict[str, str] = {
+    "torch": "rag.embedders.sentence_transformers:SentenceTransformerEmbedder",
+    "openvino": "rag.embedders.openvino:OpenVINOEmbedder",
+}
+
+
+def open_embedder(spec: str, *, device: str = "cpu", precision: str = "auto", backend: str = "torch",
+                  quantization: str = "none", cache_dir: str | Path | None = None,
+                  threads: int | None = None, log=None) -> Embedder:
+    """Open the embedder a spec names. ``precision`` reaches other backends only when not the default.
+
+    Args:
+        backend: the runtime of a sentence-transformers model (``torch`` or ``openvino``).
+        quantization: ``int8`` = a static int8 OpenVINO export (openvino backend only).
+        cache_dir: where runtime exports live (the openvino backend builds one on first use).
+        threads: CPU threads for the embedder (None = the runtime's default).
+
+    Raises:
+        ConfigError: an unknown backend, or a backend/quantization the spec cannot use.
+    """
     prefix, rest = parse_spec(spec)
-    options = {"precision": precision} if prefix == "st" or precision != "auto" else {}
-    return _load(REGISTRY[prefix])(rest, device=device, **options)
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown embedder backend '{backend}' (known: {', '.join(BACKENDS)})")
+    if prefix != "st" and (backend != "torch" or quantization != "none"):
+        raise ConfigError(f"embedder_backend/embedder_quantization apply to sentence-transformers models, "
+                          f"not to '{spec}'")
+    if prefix != "st":
+        options = {"precision": precision} if precision != "auto" else {}
+        return _load(REGISTRY[prefix])(rest, device=device, **options)
+    if backend == "torch":
+        if quantization != "none":
+            raise ConfigError(f"embedder_quantization '{quantization}' needs embedder_backend = 'openvino' "
+                              "(torch's dynamic int8 loses too much: bench/results/embedders.md)")
+        return _load(REGISTRY["st"])(rest, device=device, precision=precision, threads=threads)
+    return _load(BACKENDS[backend])(rest, device=device, precision=precision, quantization=quantization,
+                                    cache_dir=cache_dir, threads=threads, log=log)
+
+
+def open_configured(settings, log=None):
+    """The embedder ``settings`` describe, behind the embedding cache under the data dir."""
+    from rag.embedders.cache import CachedEmbedder
+
+    inner = open_embedder(settings.embedder, device=settings.device, precision=settings.embedder_precision,
+                          backend=settings.embedder_backend, quantization=settings.embedder_quantization,
+                          cache_dir=Path(settings.models_dir).expanduser() / "exports",
+                          threads=settings.embedder_threads, log=log)
+    return CachedEmbedder(inner, settings.data_dir / "cache")

@@ -1,0 +1,300 @@
+"""``--engine ray``: the same incremental ingest with parse, split and embed fanned out over Ray.
+
+The driver (this process) keeps what must happen in one place: walking the paths, diffing them
+against the manifest (skip / replace / remove, exactly as ``--engine local``), and writing each
+file's chunks with the manifest's pending -> store -> done order. Only the heavy middle runs on
+the cluster, as one Ray Data pipeline:
+
+    file list --(tasks: parse + split, one file each)--> --(actor pool: refit + embed)--> driver
+
+- Parse tasks reuse ``ingest.worker.ParseWorker``: the file is parsed in a child process of the
+  Ray task, so a per-file timeout and a crashing parser fail that file alone, and the Ray worker
+  survives to take the next file. A node that dies takes its tasks with it; Ray retries them.
+- Embed actors load the model once each (``num_gpus=1`` when the cluster has GPUs), re-split
+  pieces over the model's token limit (like ``pipeline._refit``) and embed all chunks of a batch
+  of files in one call.
+- Chunk ids and text come from the same functions as the local path, so both engines produce the
+  same ids; vectors differ only by batch composition (float rounding).
+
+Ray is imported only here, when ``engine="ray"`` is asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ingest.pipeline import FileReport, IngestResult, Ingestor, _refit
+from rag.errors import ConfigError, MissingDependencyError
+from rag.settings import Settings
+from rag.stores import check_info
+from rag.types import Document
+
+ENGINES = ("local", "ray")
+FILES_PER_EMBED_BATCH = 8  # files whose chunks go to one embed call (encode sorts by length within a call)
+# Reserved per embed actor: the model plus a batch. Being different from the parse tasks' needs
+# also keeps Ray Data from fusing parse into the actors (parsing must stay in retryable tasks).
+EMBED_ACTOR_MEMORY = 1 << 30
+# The folder holding the ``ingest`` package: put on the workers' path so a checkout works without an
+# install; on a real cluster ragtune is installed on every node and this path is simply absent there.
+_ROOT = str(Path(__file__).resolve().parents[1])
+
+
+@dataclass
+class RayIngestResult(IngestResult):
+    """``IngestResult`` plus where the work ran: ``nodes`` lists files parsed and chunks embedded per node."""
+
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {**super().summary(), "nodes": self.nodes}
+
+
+def check_engine(engine: str) -> str:
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown ingest engine {engine!r} (known: {', '.join(ENGINES)})")
+    return engine
+
+
+def connect(address: str | None) -> bool:
+    """Connect to the cluster at ``address`` (None: ``RAY_ADDRESS`` or a fresh local Ray).
+
+    Returns whether this call connected (and so should disconnect after)."""
+    try:
+        import ray
+    except ModuleNotFoundError as e:
+        raise MissingDependencyError("--engine ray needs Ray Data: pip install 'ragtune[ray]'") from e
+    if ray.is_initialized():
+        return False
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")])),
+           "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false"}
+    try:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False,
+                 runtime_env={"env_vars": env}, include_dashboard=False if address is None else None)
+    except ConnectionError as e:
+        raise ConfigError(f"cannot reach the Ray cluster at {address!r}: {e} (start one with "
+                          "`ray start --head`, or leave --ray-address out for a local Ray)") from e
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False   # our own files/chunks bar goes to stderr instead
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    return True
+
+
+# -- on the cluster -----------------------------------------------------------------------------
+_PARSER = None  # one parse process per Ray worker process, kept across the tasks it runs
+
+
+def _parse_batch(batch: dict[str, np.ndarray], settings) -> dict[str, np.ndarray]:
+    """Ray task: parse and split each file in a ``ParseWorker`` child (timeout + crash isolation)."""
+    import ray
+
+    from ingest.worker import ParseWorker, WorkerStartError, parse_file
+
+    global _PARSER
+    node = ray.get_runtime_context().get_node_id()
+    status, payload = [], []
+    for path in batch["path"]:
+        if _PARSER is None:
+            _PARSER = ParseWorker()
+        try:
+            _PARSER.submit(parse_file, str(path), settings)
+            outcome = _PARSER.result(time.monotonic(), settings.file_timeout_s)
+        except WorkerStartError as e:  # not the file's fault: reported, retried next run
+            outcome = ("transient", str(e))
+        status.append(outcome[0])
+        payload.append(pickle.dumps(outcome[1], protocol=pickle.HIGHEST_PROTOCOL))
+    n = len(status)
+    return {"path": batch["path"], "status": np.array(status, dtype=object),
+            "payload": np.array(payload, dtype=object), "parse_node": np.array([node] * n, dtype=object)}
+
+
+class _Embedder:
+    """Ray actor: one embedding model, loaded once; embeds the chunks of a batch of parsed files."""
+
+    def __init__(self, spec: str, device: str, precision: str, settings, threads: int | None):
+        import ray
+
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        from rag.embedders import open_embedder
+
+        self.emb = open_embedder(spec, device=device, precision=precision)
+        self.settings = settings
+        self.node = ray.get_runtime_context().get_node_id()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        parsed, texts = [], []
+        for status, raw in zip(batch["status"], batch["payload"]):
+            if status != "ok":
+                parsed.append(None)
+                continue
+            doc, pieces = pickle.loads(raw)  # our own parse task's output, never outside data
+            pieces = _refit(pieces, doc, self.settings, self.emb)
+            parsed.append((doc, pieces, len(texts)))
+            texts += [p.text for p in pieces]
+        vectors = self.emb.embed(texts) if texts else np.zeros((0, self.emb.dim), dtype=np.float32)
+        out = []
+        for (status, raw), item in zip(zip(batch["status"], batch["payload"]), parsed):
+            if item is None:
+                out.append(raw)
+                continue
+            doc, pieces, start = item
+            light = Document(doc.source, [], {**doc.metadata, "pages": doc.metadata.get("pages", len(doc.pages))},
+                             list(doc.warnings))
+            out.append(pickle.dumps((light, pieces, vectors[start:start + len(pieces)]),
+                                    protocol=pickle.HIGHEST_PROTOCOL))
+        n = len(out)
+        return {"path": batch["path"], "status": batch["status"], "payload": np.array(out, dtype=object),
+                "parse_node": batch["parse_node"], "embed_node": np.array([self.node] * n, dtype=object),
+                "model": np.array([f"{self.emb.id}\x00{self.emb.dim}\x00{self.emb.max_tokens}"] * n, dtype=object)}
+
+
+# -- on the driver ------------------------------------------------------------------------------
+class _Precomputed:
+    """Stands in for the embedder inside ``Ingestor._store_file``: the vectors were made on the
+    cluster, so "embedding" a file's chunks is a lookup (and refit finds nothing over the limit)."""
+
+    def __init__(self, model: str):
+        ident, dim, max_tokens = model.split("\x00")
+        self.id, self.dim, self.max_tokens = ident, int(dim), int(max_tokens)
+        self._vectors: dict[str, np.ndarray] = {}
+
+    def load(self, texts: list[str], vectors: np.ndarray) -> None:
+        self._vectors = dict(zip(texts, vectors))
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return np.stack([self._vectors[t] for t in texts])
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [0] * len(texts)
+
+    def close(self) -> None:
+        pass
+
+
+class RayIngestor(Ingestor):
+    """``Ingestor`` whose parse/split/embed stage runs on a Ray cluster (see the module docstring)."""
+
+    def __init__(self, settings: Settings, store, *, address: str | None = None, progress: bool | None = None,
+                 log=None):
+        super().__init__(settings, store, lambda: None, progress=progress, log=log)
+        self.address = address
+        self.node_counts: dict[str, Counter] = {}
+        self.nodes: list[dict[str, Any]] = []
+
+    def run(self, paths, *, on_file=None, retry_failed: bool = False) -> RayIngestResult:
+        res = super().run(paths, on_file=on_file, retry_failed=retry_failed)
+        out = RayIngestResult(**{f.name: getattr(res, f.name) for f in fields(IngestResult)})
+        out.nodes = self.nodes
+        return out
+
+    def _node_list(self) -> list[dict[str, Any]]:
+        import ray
+
+        addr = {n["NodeID"]: n.get("NodeManagerAddress", "") for n in ray.nodes()}
+        return [{"node_id": node, "address": addr.get(node, ""), "files": c["files"], "chunks": c["chunks"]}
+                for node, c in sorted(self.node_counts.items())]
+
+    def _plan(self, paths: list[str]):
+        import ray
+
+        res = ray.cluster_resources()
+        gpus = int(res.get("GPU", 0))
+        alive = [n for n in ray.nodes() if n.get("Alive")]
+        s = self.settings
+        if gpus:
+            actors, remote = gpus, {"num_gpus": 1}
+            device = s.device if s.device not in ("cpu", "auto") else "cuda"
+        else:
+            # One CPU actor per node (capped by the work): the rest of each node parses.
+            actors, remote, device = max(1, min(len(alive), len(paths))), {"num_cpus": 1}, "cpu"
+        remote["memory"] = EMBED_ACTOR_MEMORY
+        ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=len(paths))
+        ds = ds.map_batches(_parse_batch, batch_size=1, fn_kwargs={"settings": s.ingest}, num_cpus=1)
+        return ds.map_batches(_Embedder, batch_size=FILES_PER_EMBED_BATCH,
+                              compute=ray.data.ActorPoolStrategy(size=min(actors, len(paths))),
+                              fn_constructor_kwargs={"spec": s.embedder, "device": device,
+                                                     "precision": s.embedder_precision, "settings": s.ingest,
+                                                     "threads": None},
+                              **remote)
+
+    def _process(self, work, fp: str, result: IngestResult, on_file) -> None:
+        import ray
+
+        connected = connect(self.address)
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(work), unit="file", desc="ingest (ray)", file=sys.stderr, dynamic_ncols=True)
+        by_path = {str(p): (p, src, old, st) for p, src, old, _, st in work}
+        t0 = time.perf_counter()
+        try:
+            for row in self._plan(list(by_path)).iter_rows():
+                self._take(row, by_path, fp, result, on_file)
+                if bar is not None:
+                    dt = max(1e-9, time.perf_counter() - t0)
+                    bar.set_postfix(files_s=f"{bar.n / dt:.1f}", chunks_s=f"{result.chunks / dt:.0f}", refresh=False)
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+            flush = getattr(self.store, "flush", None)
+            if flush:
+                flush()
+            try:
+                self.nodes = self._node_list()
+            finally:
+                if connected:
+                    ray.shutdown()
+
+    def _take(self, row: dict[str, Any], by_path, fp: str, result: IngestResult, on_file) -> None:
+        path, source, old, st = by_path[row["path"]]
+        real = str(path.resolve())
+        counts = self.node_counts.setdefault(row["parse_node"], Counter())
+        counts["files"] += 1
+        if row["status"] != "ok":
+            reason = pickle.loads(row["payload"])
+            self._fail(result, path, source, reason, on_file)
+            if row["status"] == "error":  # the file's own fault ("transient": touch nothing, retry)
+                if old is not None and old.status != "failed":
+                    self.store.delete_source(old.source)
+                self._remember_failure(path, real, source, st, reason)
+            return
+        doc, pieces, vectors = pickle.loads(row["payload"])
+        emb = self._embedder
+        if emb is None:
+            emb = self._embedder = _Precomputed(row["model"])
+            check_info(self.store, {"embedder": emb.id, "dim": emb.dim})
+        emb.load([p.text for p in pieces], vectors)
+        n = self._store_file(path, real, source, doc, pieces, fp, st, old)
+        self.embedded += n
+        self.node_counts.setdefault(row["embed_node"], Counter())["chunks"] += n
+        stats = doc.metadata.get("stats") or {}
+        updated = old is not None and old.status != "failed"
+        rep = FileReport(real, source, "updated" if updated else "added", pages=int(doc.metadata.get("pages", 0)),
+                         chunks=n, warnings=list(doc.warnings),
+                         text_pages=int(stats.get("text_pages", doc.metadata.get("pages", 0))),
+                         ocr_pages=int(stats.get("ocr_pages", 0)), empty_pages=int(stats.get("empty_pages", 0)),
+                         tables=int(stats.get("tables", 0)))
+        if updated:
+            result.updated += 1
+        else:
+            result.added += 1
+        result.chunks += n
+        result.files.append(rep)
+        on_file and on_file(rep)
