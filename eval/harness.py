@@ -287,6 +287,8 @@ def _run_one(rag: Any, examples: Sequence[Example], config: EvalConfig, judge_ll
             if tokens is None:
                 tokens = len(prediction.split())
         m = _score_row(ex, config, hits, prediction, contexts)
+        if config.full and hasattr(ans, "sources") and hasattr(ans, "flags"):
+            m.update(M.citation_scores(ans, ex.sources))
         verdict = None
         if config.full and judge_llm is not None:
             verdict = judge_llm.grade(ex.question, ex.answers, prediction, contexts)

@@ -144,6 +144,17 @@ def hit_matches(source: str, page: int, ref: Reference) -> bool:
     return not pages or int(page or 0) in pages
 
 
+def citation_scores(answer: Any, refs: Sequence[Reference]) -> dict[str, float | None]:
+    """Per-answer citation metrics from a chain :class:`rag.types.Answer`: ``cited`` (at least one valid
+    [n]), ``cited_gold`` (a cited passage is on a reference page; None without references),
+    ``unsupported`` (a sentence whose cited passages do not hold its words) and ``attributed`` (the
+    citation was added by the chain, not written by the model)."""
+    cited = [s for s in answer.sources if s.cited]
+    gold = float(any(hit_matches(s.source, s.page, r) for s in cited for r in refs)) if refs else None
+    return {"cited": float(bool(cited)), "cited_gold": gold, "unsupported": float(bool(answer.unsupported)),
+            "attributed": float("attributed" in answer.flags)}
+
+
 class _HitLike(Protocol):
     source: str
     page: int

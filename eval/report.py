@@ -18,9 +18,10 @@ from eval.harness import ConfigResult
 __all__ = ["LOWER_IS_BETTER", "TABLE_ORDER", "columns", "format_table", "summary", "write_outputs"]
 
 TABLE_ORDER = ["em", "f1", "rougeL", "semantic", "hit@1", "hit@3", "hit@5", "hit@10", "mrr", "recall@k",
-               "answer_recall", "groundedness_lexical", "judge_correct", "judge_grounded", "judge_kappa_f1",
+               "answer_recall", "groundedness_lexical", "cited", "cited_gold", "unsupported", "attributed",
+               "judge_correct", "judge_grounded", "judge_kappa_f1",
                "judge_unparsed", "retrieval_s", "generation_s", "latency_s", "tokens_generated"]
-LOWER_IS_BETTER = {"retrieval_s", "generation_s", "latency_s", "tokens_generated", "judge_unparsed"}
+LOWER_IS_BETTER = {"retrieval_s", "generation_s", "latency_s", "tokens_generated", "judge_unparsed", "unsupported"}
 _RATES = [m for m in TABLE_ORDER if m not in LOWER_IS_BETTER]
 _SHORT = {"groundedness_lexical": "grounded", "judge_correct": "j_correct", "judge_grounded": "j_grounded",
           "judge_kappa_f1": "j_kappa", "judge_unparsed": "j_unparsed", "answer_recall": "ans_rec",

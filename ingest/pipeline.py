@@ -23,6 +23,7 @@ from ingest.manifest import Entry, Manifest, file_hash, manifest_path
 from ingest.worker import ParseWorker, parse_file
 from rag.chunking import TextPiece, chunk_id, split_document
 from rag.embedders import embedder_id as spec_embedder_id
+from rag.embedders.runtime import check_runtime, runtime_of
 from rag.settings import IngestSettings, Settings
 from rag.stores import SCHEMA_VERSION, VectorStore, check_info, scoped_id
 from rag.types import DEFAULT_COLLECTION, Chunk, check_collection
@@ -171,6 +172,7 @@ class Ingestor:
             self._embedder = self._embedder_factory()
             expected = {"embedder": self._embedder.id, "dim": self._embedder.dim}
             check_info(self.store, expected)
+            check_runtime(self.store.get_info(), self._embedder, self.store.uri)
         return self._embedder
 
     def _source_name(self, path: Path, root: Path, taken: dict[str, str]) -> str:
@@ -345,7 +347,7 @@ class Ingestor:
     def _ensure_info(self, emb) -> None:
         want = {"embedder": emb.id, "dim": emb.dim, "schema": SCHEMA_VERSION,
                 "chunk_size": self.settings.ingest.chunk_size, "chunk_overlap": self.settings.ingest.chunk_overlap,
-                "max_tokens": emb.max_tokens}
+                "max_tokens": emb.max_tokens, **runtime_of(emb)}
         if self.store.get_info() != want:
             self.store.set_info(want)
 

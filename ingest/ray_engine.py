@@ -123,17 +123,11 @@ def _parse_batch(batch: dict[str, np.ndarray], settings) -> dict[str, np.ndarray
 class _Embedder:
     """Ray actor: one embedding model, loaded once; embeds the chunks of a batch of parsed files."""
 
-    def __init__(self, spec: str, device: str, precision: str, settings, threads: int | None):
+    def __init__(self, settings: Settings):
         import ray
 
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
-        from rag.embedders import open_embedder
-
-        self.emb = open_embedder(spec, device=device, precision=precision)
-        self.settings = settings
+        self.emb = _open_model(settings)
+        self.settings = settings.ingest
         self.node = ray.get_runtime_context().get_node_id()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -161,6 +155,25 @@ class _Embedder:
         return {"path": batch["path"], "status": batch["status"], "payload": np.array(out, dtype=object),
                 "parse_node": batch["parse_node"], "embed_node": np.array([self.node] * n, dtype=object),
                 "model": np.array([f"{self.emb.id}\x00{self.emb.dim}\x00{self.emb.max_tokens}"] * n, dtype=object)}
+
+
+def _open_model(settings: Settings):
+    """The embedder the settings name, built like the local path's but without its cache (the
+    cache is a file under the driver's data dir, which other nodes do not have)."""
+    import tempfile
+
+    from rag import embedders
+
+    opener = getattr(embedders, "open_configured", None)
+    if opener is None:
+        return embedders.open_embedder(settings.embedder, device=settings.device,
+                                       precision=settings.embedder_precision)
+    with tempfile.TemporaryDirectory(prefix="ragtune-actor-") as tmp:
+        cached = opener(settings.model_copy(update={"data_dir": Path(tmp)}))
+        inner = getattr(cached, "inner", cached)
+        if inner is not cached:
+            cached.db.close()
+    return inner
 
 
 # -- on the driver ------------------------------------------------------------------------------
@@ -227,9 +240,7 @@ class RayIngestor(Ingestor):
         ds = ds.map_batches(_parse_batch, batch_size=1, fn_kwargs={"settings": s.ingest}, num_cpus=1)
         return ds.map_batches(_Embedder, batch_size=FILES_PER_EMBED_BATCH,
                               compute=ray.data.ActorPoolStrategy(size=min(actors, len(paths))),
-                              fn_constructor_kwargs={"spec": s.embedder, "device": device,
-                                                     "precision": s.embedder_precision, "settings": s.ingest,
-                                                     "threads": None},
+                              fn_constructor_kwargs={"settings": s.model_copy(update={"device": device})},
                               **remote)
 
     def _process(self, work, fp: str, result: IngestResult, on_file) -> None:

@@ -6,6 +6,7 @@ Examples:
     python -m rag chat
     python -m rag stats --json
     python -m rag serve --port 8000
+    python -m rag keys create --name alice --role reader --collection hr
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "stats": "rag.commands.stats",
     "serve": "rag.commands.serve",
     "models": "rag.commands.models",
+    "keys": "rag.commands.keys",
 }
 
 

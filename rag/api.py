@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from rag.errors import ConfigError, DataError, redact
+from rag.embedders.runtime import check_runtime, runtime_of
 from rag.settings import Settings, load_settings
 from rag.stores import SCHEMA_VERSION, VectorStore, check_info, open_store, scoped_id
 from rag.types import DEFAULT_COLLECTION, Chunk, Filter, Hit, check_collection
@@ -71,12 +72,9 @@ class RAG:
     def embedder(self):
         with self._lock:
             if self._embedder is None:
-                from rag.embedders import open_embedder
-                from rag.embedders.cache import CachedEmbedder
+                from rag.embedders import open_configured
 
-                inner = open_embedder(self.settings.embedder, device=self.settings.device,
-                                      precision=self.settings.embedder_precision)
-                self._embedder = CachedEmbedder(inner, self.settings.data_dir / "cache")
+                self._embedder = open_configured(self.settings)  # backend, precision, cache: rag/embedders
             return self._embedder
 
     @property
@@ -87,6 +85,7 @@ class RAG:
 
                 emb = self.embedder
                 check_info(self.store, {"embedder": emb.id, "dim": emb.dim})
+                check_runtime(self.store.get_info(), emb, self.store.uri)
                 self._retriever = Retriever(self.store, emb, self.settings.retrieval)
             return self._retriever
 
@@ -154,8 +153,10 @@ class RAG:
         emb = self.embedder
         with self._lock:
             check_info(self.store, {"embedder": emb.id, "dim": emb.dim})
+            check_runtime(self.store.get_info(), emb, self.store.uri)
             if not self.store.get_info():
-                self.store.set_info({"embedder": emb.id, "dim": emb.dim, "schema": SCHEMA_VERSION})
+                self.store.set_info({"embedder": emb.id, "dim": emb.dim, "schema": SCHEMA_VERSION,
+                                     **runtime_of(emb)})
             step = self.settings.ingest.batch_size * 16
             for i in range(0, len(chunks), step):
                 part = chunks[i:i + step]

@@ -102,6 +102,23 @@ def verify_citations(text: str, sources: Sequence[Source]) -> dict[str, Any]:
     return {"citations": valid, "invalid": invalid, "unsupported": unsupported}
 
 
+def supporting_passage(text: str, sources: Sequence[Source]) -> Source | None:
+    """The one passage an uncited answer can be credited to, or None.
+
+    The passage must hold every content word of a short answer (up to three words: "140 grams",
+    "Rollo"), or at least two thirds of a longer one's (a stricter test than :func:`verify_citations`
+    applies to the model's own citations); on a tie the better-ranked passage wins.
+    """
+    mine = content_words(text)
+    if not mine or not sources:
+        return None
+    shared = sorted(((len(mine & content_words(s.text)), -s.n, s) for s in sources), key=lambda t: t[:2],
+                    reverse=True)
+    best, passage = shared[0][0], shared[0][2]
+    need = len(mine) if len(mine) <= 3 else -(-2 * len(mine) // 3)
+    return passage if best >= need else None
+
+
 def attribute(text: str, sources: Sequence[Source]) -> Source:
     """The passage an uncited answer most likely came from: most content words shared with it,
     the better-ranked passage on a tie (so the top one when nothing overlaps)."""

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from rag.access import AccessDenied
 from rag.errors import ConfigError, DataError, LLMError, ModelNotFoundError, RagtuneError, StoreError
 
 SOURCES_HEADER = "X-Ragtune-Sources"
@@ -61,6 +62,8 @@ class BodyLimit:
 
 
 def status_of(e: RagtuneError) -> int:
+    if isinstance(e, AccessDenied):
+        return 403
     if isinstance(e, (ConfigError, DataError)):
         return 400
     if isinstance(e, ModelNotFoundError):

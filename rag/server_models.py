@@ -87,10 +87,19 @@ class _Body(BaseModel):
         return data
 
 
+# Collections a request names: checked against the key's grant by rag.access.resolve (403 for one
+# not granted); the name rules are rag.access's, so a bad name is a 400 naming it.
+Collections = Annotated[list[str] | None, Field(None, max_length=64)]
+
+
 class FilterIn(BaseModel):
+    # extra="forbid": a misspelt field ("collection", "namespace") is a 422, not silently ignored
+    model_config = ConfigDict(extra="forbid")
+
     source: str | list[str] | None = None
     page_min: int | None = Field(None, ge=0, le=MAX_PAGE)
     page_max: int | None = Field(None, ge=0, le=MAX_PAGE)
+    collections: Collections = None
 
 
 class Turn(BaseModel):
@@ -107,12 +116,22 @@ class AskIn(_Body):
     stream: bool = False
     max_new_tokens: int | None = Field(None, gt=0, le=MAX_TOKENS)
     temperature: float | None = Field(None, ge=0, le=2)
+    collections: Collections = None
+
+
+class RetrieveIn(_Body):
+    question: NonBlank
+    k: int | None = Field(None, gt=0, le=100)
+    mode: Literal["dense", "bm25", "hybrid", "mmr"] | None = None
+    filter: FilterIn | None = None
+    collections: Collections = None
 
 
 class IngestIn(_Body):
     paths: list[str] | None = None
     texts: list[NonBlank] | None = None
     metadatas: list[dict[str, Any]] | None = None
+    collection: str | None = Field(None, max_length=64)
 
     @field_validator("paths")
     @classmethod
@@ -129,6 +148,9 @@ class IngestIn(_Body):
     @classmethod
     def _pages_are_whole_numbers(cls, metadatas: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
         for i, meta in enumerate(metadatas or []):
+            if "collection" in meta:  # the body's "collection" field, checked against the key, decides
+                raise ValueError(f"metadatas[{i}].collection: not accepted here; name the collection to write "
+                                 "into with the top-level 'collection' field")
             if "page" in meta:
                 page = meta["page"]
                 digits = isinstance(page, str) and page.strip().isdecimal() and len(page.strip()) <= 10
@@ -166,6 +188,7 @@ class ChatIn(_Body):
     max_tokens: int | None = Field(None, gt=0, le=MAX_TOKENS)
     max_completion_tokens: int | None = Field(None, gt=0, le=MAX_TOKENS)
     stop: str | list[str] | None = None
+    collections: Collections = None  # ragtune's own: the openai client sends it with extra_body
 
     @field_validator("stop")
     @classmethod

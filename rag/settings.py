@@ -103,6 +103,12 @@ class Settings(_Section):
     embedder_precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="Embedder matmul precision; 'auto' = bf16 autocast on CPUs with AMX/AVX512-BF16 "
                                "(bench/results/LATEST.md has its speed and quality figures).")
+    embedder_backend: Literal["torch", "openvino"] = Field(
+        "torch", description="Embedder runtime: 'openvino' runs an export built once in models_dir/exports "
+                             "(pip install 'ragtune[openvino]'); docs/embedders.md compares them.")
+    embedder_quantization: Literal["none", "int8"] = Field(
+        "none", description="'int8' = static int8 (openvino backend only), calibrated on your first chunks.")
+    embedder_threads: int | None = Field(None, gt=0, description="CPU threads for the embedder (default: the runtime's).")
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)

@@ -1,6 +1,7 @@
 """Content-addressed embedding cache: identical text is never embedded twice.
 
-Keyed by sha256(embedder id + text) in a small SQLite file per embedder under the data dir.
+Keyed by sha256(embedder id + text) in a small SQLite file per embedder under the data dir
+(int8 runtimes key by ``id#int8``: rag/embedders/runtime.py).
 """
 
 from __future__ import annotations
@@ -23,9 +24,14 @@ class CachedEmbedder:
     """Wraps an Embedder; ``embed`` looks up every text first and embeds only the misses."""
 
     def __init__(self, inner: Embedder, cache_dir: str | Path):
+        from rag.embedders.runtime import cache_namespace, runtime_of
+
         self.inner = inner
         self.id, self.dim, self.max_tokens = inner.id, inner.dim, inner.max_tokens
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", inner.id)[-80:]
+        self.runtime = runtime_of(inner)
+        # int8 vectors are cached apart from float ones: a hit is always what this runtime computes.
+        self.cache_id = cache_namespace(inner)
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", self.cache_id)[-80:]
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(Path(cache_dir) / f"embeddings-{slug}-{inner.dim}.sqlite",
                                   check_same_thread=False, isolation_level=None)
@@ -37,7 +43,7 @@ class CachedEmbedder:
 
     def embed(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        keys = [text_key(self.id, t) for t in texts]
+        keys = [text_key(self.cache_id, t) for t in texts]
         found: dict[bytes, bytes] = {}
         for i in range(0, len(keys), 500):
             part = list(dict.fromkeys(keys[i:i + 500]))

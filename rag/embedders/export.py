@@ -142,6 +142,7 @@ def ensure_export(cache_dir: str | Path, name: str, key: dict, build: Callable[[
             os.rename(final, broken)
             shutil.rmtree(broken, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=final.parent))
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the model cache may be shared
         try:
             t0 = time.perf_counter()
             log(f"exporting the embedder to {final.name} (once per model; ~1-2 minutes) ...")

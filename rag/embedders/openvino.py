@@ -78,7 +78,7 @@ def _traced(folder: str):
                            padding=True, return_tensors="pt")
     with torch.no_grad():
         model = ov.convert_model(Pipeline().eval(), example_input=tuple(example[n] for n in names),
-                                 input=[(n, ov.PartialShape([-1, -1]), ov.Type.i64) for n in names])
+                                 input=[(ov.PartialShape([-1, -1]), ov.Type.i64) for _ in names])
     for port, name in zip(model.inputs, names):
         port.get_tensor().set_names({name})
     return model, st.tokenizer, int(st.max_seq_length or 512)

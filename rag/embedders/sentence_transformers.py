@@ -38,8 +38,16 @@ def resolve_precision(precision: str, device: str) -> str:
 
 
 class SentenceTransformerEmbedder:
-    def __init__(self, name: str, *, device: str = "cpu", batch_size: int = 32, precision: str = "auto"):
+    backend = "torch"
+
+    def __init__(self, name: str, *, device: str = "cpu", batch_size: int = 32, precision: str = "auto",
+                 threads: int | None = None):
         from sentence_transformers import SentenceTransformer
+
+        if threads:
+            import torch
+
+            torch.set_num_threads(int(threads))  # process-wide: torch has one intra-op pool
 
         path = resolve_embedder(name)
         if os.path.isdir(path):
@@ -68,6 +76,11 @@ class SentenceTransformerEmbedder:
         # cosine of ~0.9999), only the matmuls run in bf16, so the embedder id is unchanged.
         self.precision = resolve_precision(precision, device)
         self.calls = 0   # texts embedded; tests count these to prove caching works
+
+    @property
+    def runtime(self) -> dict:
+        """What the index records beside the embedder id (docs/embedders.md)."""
+        return {"embedder_backend": self.backend, "embedder_precision": self.precision}
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:

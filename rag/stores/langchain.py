@@ -15,7 +15,10 @@ What works, per capability of the wrapped class:
   not duplicate; search: ``similarity_search_with_score_by_vector`` when present, else
   ``similarity_search_with_score`` with the query vector injected through the adapter.
 - filters: a Python callable for stores that take one (InMemoryVectorStore, FAISS); otherwise
-  the bridge over-fetches and filters client side (``?filter_mode=post``).
+  the bridge over-fetches and filters client side (``?filter_mode=post``). Collections are a
+  ``collection`` metadata key in the same filter: in callable mode the store ranks only allowed
+  documents (k results whenever k exist); in post mode nothing from another collection is ever
+  returned, but a small collection can come back with fewer than k.
 - scores: what the store returns; cosine similarity for InMemoryVectorStore.
 - count / sources / delete_source / iter_chunks / info: exact for stores that keep a ``store``
   dict (InMemoryVectorStore: info is a reserved entry in it, so ``dump`` keeps it); for other
@@ -36,7 +39,7 @@ import numpy as np
 
 from rag.errors import ConfigError, MissingDependencyError, StoreError, redact
 from rag.stores import to_vectors
-from rag.types import Chunk, Filter, Hit
+from rag.types import DEFAULT_COLLECTION, Chunk, Filter, Hit
 
 _INFO_ID = "__ragtune_info__"
 _CALLABLE_FILTER = {"InMemoryVectorStore", "FAISS"}
@@ -88,12 +91,14 @@ def parse_uri(uri: str) -> dict[str, Any]:
 
 def _meta(c: Chunk) -> dict[str, Any]:
     return {"chunk_id": c.id, "source": c.source, "page": int(c.page), "chunk_index": int(c.chunk_index),
-            "file_hash": c.file_hash or "", "metadata_json": json.dumps(c.metadata or {}, ensure_ascii=False)}
+            "file_hash": c.file_hash or "", "metadata_json": json.dumps(c.metadata or {}, ensure_ascii=False),
+            "collection": c.collection}
 
 
 def _chunk(text: str, md: dict[str, Any]) -> Chunk:
     return Chunk(md["chunk_id"], text, md["source"], int(md.get("page", 0)), int(md.get("chunk_index", 0)),
-                 md.get("file_hash", ""), json.loads(md.get("metadata_json") or "{}"))
+                 md.get("file_hash", ""), json.loads(md.get("metadata_json") or "{}"),
+                 md.get("collection", DEFAULT_COLLECTION))
 
 
 class LangChainStore:
@@ -104,7 +109,7 @@ class LangChainStore:
         self.uri = redact(uri)
         self.embeddings = PrecomputedEmbeddings()
         self.persist_path = cfg["persist_path"]
-        self._tracked: dict[str, tuple[str, int]] = {}  # chunk id -> (source, page), generic stores only
+        self._tracked: dict[str, tuple[str, int, str]] = {}  # id -> (source, page, collection), generic stores
         self._info: dict[str, Any] | None = None
         if vectorstore is None:
             vectorstore = self._build(cfg)
@@ -179,18 +184,19 @@ class LangChainStore:
         finally:
             self.embeddings.pending = {}
         if self._dict is None:
-            self._tracked.update({i: (m["source"], m["page"]) for i, m in zip(ids, metas)})
+            self._tracked.update({i: (m["source"], m["page"], m["collection"]) for i, m in zip(ids, metas)})
 
     def _entries(self) -> Iterator[dict[str, Any]]:
         for k, v in list((self._dict or {}).items()):
             if k != _INFO_ID:
                 yield v
 
-    def delete_source(self, source: str) -> int:
+    def delete_source(self, source: str, collection: str = DEFAULT_COLLECTION) -> int:
         if self._dict is not None:
-            ids = [e["id"] for e in self._entries() if e["metadata"].get("source") == source]
+            ids = [e["id"] for e in self._entries() if e["metadata"].get("source") == source
+                   and e["metadata"].get("collection", DEFAULT_COLLECTION) == collection]
         else:
-            ids = [i for i, (s, _) in self._tracked.items() if s == source]
+            ids = [i for i, (s, _, c) in self._tracked.items() if s == source and c == collection]
         if ids:
             self.vs.delete(ids=ids)
             for i in ids:
@@ -201,12 +207,24 @@ class LangChainStore:
     def count(self) -> int:
         return sum(1 for _ in self._entries()) if self._dict is not None else len(self._tracked)
 
-    def sources(self) -> dict[str, int]:
+    def _keys(self) -> Iterator[tuple[str, str]]:
+        """(source, collection) of every chunk."""
+        if self._dict is not None:
+            return ((e["metadata"]["source"], e["metadata"].get("collection", DEFAULT_COLLECTION))
+                    for e in self._entries())
+        return ((s, c) for s, _, c in self._tracked.values())
+
+    def sources(self, collections: list[str] | None = None) -> dict[str, int]:
         out: dict[str, int] = {}
-        srcs = ((e["metadata"]["source"] for e in self._entries()) if self._dict is not None
-                else (s for s, _ in self._tracked.values()))
-        for s in srcs:
-            out[s] = out.get(s, 0) + 1
+        for s, c in self._keys():
+            if collections is None or c in collections:
+                out[s] = out.get(s, 0) + 1
+        return out
+
+    def collections(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for _, c in self._keys():
+            out[c] = out.get(c, 0) + 1
         return out
 
     def iter_chunks(self, batch_size: int = 1000) -> Iterator[tuple[list[Chunk], np.ndarray]]:
@@ -227,7 +245,8 @@ class LangChainStore:
 
         def keep(doc: Document) -> bool:
             md = doc.metadata or {}
-            return "chunk_id" in md and (f is None or f.matches(md.get("source", ""), int(md.get("page", 0))))
+            return "chunk_id" in md and (f is None or f.matches(md.get("source", ""), int(md.get("page", 0)),
+                                                                md.get("collection", DEFAULT_COLLECTION)))
 
         if self.filter_mode == "callable":
             pairs = self._query(q, k, filter=keep)

@@ -11,6 +11,13 @@ Why this shape:
   next search (or close) flushes and loads it once; reopen loads the collection.
 - Consistency level ``Strong`` by default, so counts and searches see the latest writes;
   ``?consistency=Bounded`` trades that for speed on a cluster.
+- Collections (ragtune's, not Milvus's) are a VARCHAR partition-key field: Milvus hashes each
+  value to a partition and a ``collection in [...]`` filter prunes the search to those partitions
+  before the ANN runs, so k rows come back whenever the collection holds k. Milvus cannot add a
+  partition key to an existing collection (and Lite has no add-field at all), so a collection
+  from before collections is migrated on open by copying it into the new schema (rows become
+  ``default``, vectors copied, nothing re-embedded), dropping the old one and renaming; a copy
+  interrupted half-way is redone on the next open.
 
 Server credentials: ``MILVUS_TOKEN`` (``user:password`` or an API key), never in the URI display.
 """
@@ -29,9 +36,9 @@ import numpy as np
 
 from rag.errors import ConfigError, IndexMismatchError, StoreError, redact
 from rag.stores import call_store, to_vectors
-from rag.types import Chunk, Filter, Hit
+from rag.types import DEFAULT_COLLECTION, Chunk, Filter, Hit
 
-_FIELDS = ["id", "text", "source", "page", "chunk_index", "file_hash", "metadata"]
+_FIELDS = ["id", "text", "source", "page", "chunk_index", "file_hash", "metadata", "collection"]
 _MAX_TEXT = 65535
 
 # Milvus Lite has no MVCC timestamp for iterators; pymilvus warns on every iteration. Harmless.
@@ -49,6 +56,8 @@ def filter_to_expr(f: Filter | None) -> str:
     if f is None or f.is_empty():
         return ""
     parts = []
+    if f.collections is not None:
+        parts.append(f"collection in [{', '.join(_lit(c) for c in f.collections)}]")
     srcs = f.sources
     if srcs is not None:
         parts.append(f"source == {_lit(srcs[0])}" if len(srcs) == 1
@@ -106,7 +115,10 @@ class MilvusStore:
             Path(cfg["client_uri"]).parent.mkdir(parents=True, exist_ok=True)
         try:
             self.client = MilvusClient(uri=cfg["client_uri"], token=token, timeout=self.timeout)
+            self._recover_migration()
             self._dim = self._existing_dim()
+            if self._dim is not None and not self._has_collection_field():
+                self._migrate(self._dim)
             if self._dim is not None:
                 self.client.load_collection(self.collection, timeout=self.timeout)
         except Exception as e:
@@ -129,12 +141,47 @@ class MilvusStore:
                 return int(f["params"]["dim"])
         return None
 
+    def _has_collection_field(self) -> bool:
+        return any(f["name"] == "collection" for f in self.client.describe_collection(self.collection)["fields"])
+
+    @property
+    def _migrating(self) -> str:
+        return f"{self.collection}_v2_migrating"
+
+    def _recover_migration(self) -> None:
+        """A migration killed after dropping the old collection: its complete copy takes the name."""
+        if self.client.has_collection(self._migrating) and not self.client.has_collection(self.collection):
+            self.client.rename_collection(self._migrating, self.collection, timeout=self.timeout)
+
+    def _migrate(self, dim: int) -> None:
+        """Schema 1 -> 2: copy every row (vectors included) into a collection with the partition key."""
+        if self.client.has_collection(self._migrating):  # a copy that did not finish: start over
+            self.client.drop_collection(self._migrating)
+        self._create(self._migrating, dim)
+        self.client.load_collection(self.collection, timeout=self.timeout)
+        it = self.client.query_iterator(self.collection, batch_size=1000, output_fields=["*"], timeout=self.timeout)
+        try:
+            while batch := it.next():
+                rows = [{**{k: r[k] for k in _FIELDS[:-1] + ["vector"]}, "collection": DEFAULT_COLLECTION}
+                        for r in batch]
+                self.client.upsert(self._migrating, rows, timeout=self.timeout)
+        finally:
+            it.close()
+        self.client.flush(self._migrating, timeout=self.timeout)
+        self.client.release_collection(self.collection, timeout=self.timeout)
+        self.client.drop_collection(self.collection)
+        self.client.rename_collection(self._migrating, self.collection, timeout=self.timeout)
+
     def _ensure_collection(self, dim: int) -> None:
         if self._dim is not None:
             if self._dim != dim:
                 raise IndexMismatchError(f"{self.uri} collection '{self.collection}' holds {self._dim}-d vectors, "
                                          f"got {dim}-d: use the same embedder or ?collection=OTHER")
             return
+        self._create(self.collection, dim)
+        self._dim = dim
+
+    def _create(self, name: str, dim: int) -> None:
         from pymilvus import DataType, MilvusClient
 
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -146,11 +193,12 @@ class MilvusStore:
         schema.add_field("chunk_index", DataType.INT64)
         schema.add_field("file_hash", DataType.VARCHAR, max_length=128)
         schema.add_field("metadata", DataType.JSON)
+        schema.add_field("collection", DataType.VARCHAR, max_length=64, is_partition_key=True)
         index = self.client.prepare_index_params()
         index.add_index(field_name="vector", index_type="AUTOINDEX", metric_type="COSINE")
-        self._call("create collection", self.client.create_collection, self.collection, schema=schema,
+        index.add_index(field_name="collection", index_type="INVERTED")  # exact counts and deletes by collection
+        self._call("create collection", self.client.create_collection, name, schema=schema,
                    index_params=index, consistency_level=self.consistency, timeout=self.timeout)
-        self._dim = dim
 
     def _ensure_meta(self) -> None:
         if self.client.has_collection(self.meta_collection):
@@ -203,15 +251,15 @@ class MilvusStore:
                                  f"allows {_MAX_TEXT}: use a smaller --chunk-size")
             rows.append({"id": c.id, "vector": vecs[i].tolist(), "text": c.text, "source": c.source,
                          "page": int(c.page), "chunk_index": int(c.chunk_index), "file_hash": c.file_hash or "",
-                         "metadata": c.metadata or {}})
+                         "metadata": c.metadata or {}, "collection": c.collection})
         for i in range(0, len(rows), batch_size):
             self._call("upsert", self.client.upsert, self.collection, rows[i:i + batch_size], timeout=self.timeout)
         self._dirty = True
 
-    def delete_source(self, source: str) -> int:
+    def delete_source(self, source: str, collection: str = DEFAULT_COLLECTION) -> int:
         if self._dim is None:
             return 0
-        expr = filter_to_expr(Filter(source=source))
+        expr = filter_to_expr(Filter(source=source, collections=[collection]))
         n = self._count(expr)
         if n:
             self._call("delete", self.client.delete, self.collection, filter=expr, timeout=self.timeout)
@@ -227,18 +275,27 @@ class MilvusStore:
     def count(self) -> int:
         return 0 if self._dim is None else self._count()
 
-    def sources(self) -> dict[str, int]:
+    def sources(self, collections: list[str] | None = None) -> dict[str, int]:
         out: dict[str, int] = {}
-        for batch in self._iter(["source"], 4000):
+        if collections is not None and not collections:
+            return out
+        for batch in self._iter(["source"], 4000, filter_to_expr(Filter(collections=collections))):
             for r in batch:
                 out[r["source"]] = out.get(r["source"], 0) + 1
         return out
 
-    def _iter(self, fields: list[str], batch_size: int) -> Iterator[list[dict]]:
+    def collections(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for batch in self._iter(["collection"], 4000):
+            for r in batch:
+                out[r["collection"]] = out.get(r["collection"], 0) + 1
+        return out
+
+    def _iter(self, fields: list[str], batch_size: int, expr: str = "") -> Iterator[list[dict]]:
         if self._dim is None:
             return
         it = self._call("query", self.client.query_iterator, self.collection, batch_size=batch_size,
-                        output_fields=fields, timeout=self.timeout)
+                        filter=expr, output_fields=fields, timeout=self.timeout)
         try:
             while True:
                 batch = it.next()
@@ -256,10 +313,10 @@ class MilvusStore:
     @staticmethod
     def _chunk(r: dict) -> Chunk:
         return Chunk(r["id"], r["text"], r["source"], int(r["page"]), int(r["chunk_index"]), r.get("file_hash", ""),
-                     dict(r.get("metadata") or {}))
+                     dict(r.get("metadata") or {}), r.get("collection") or DEFAULT_COLLECTION)
 
     def search(self, vector: np.ndarray, k: int, filter: Filter | None = None) -> list[Hit]:
-        if self._dim is None or k <= 0:
+        if self._dim is None or k <= 0 or (filter is not None and filter.collections == []):
             return []
         self._ready()
         q = np.asarray(vector, dtype=np.float32).reshape(-1).tolist()

@@ -9,6 +9,11 @@ Why this shape:
   an empty table does not pay per-row index maintenance; later upserts keep it up to date.
 - Filtered queries use ``hnsw.iterative_scan = relaxed_order`` so they still return k rows;
   relaxed order means rows can arrive slightly out of order, so hits are re-sorted by score.
+- Collections are an indexed ``collection`` column in the same WHERE clause as the other filters
+  (the HNSW scan keeps going until k matching rows are found, or the planner uses the btree on
+  (collection, source, page) for a small collection); never a filter applied after a top-k. A
+  table from before collections gets the column on open (``ADD COLUMN ... DEFAULT 'default'``, a
+  catalogue-only change in PostgreSQL >= 11, no rewrite), so its rows are ``default``.
 - Every connection has ``connect_timeout`` and ``statement_timeout``: it never hangs.
 
 URI query parameters: ``table`` (default ``chunks``), ``ef_search`` (default 100, raised to k
@@ -33,10 +38,10 @@ from psycopg.types.json import Jsonb
 
 from rag.errors import ConfigError, IndexMismatchError, StoreError, redact
 from rag.stores import to_vectors
-from rag.types import Chunk, Filter, Hit
+from rag.types import DEFAULT_COLLECTION, Chunk, Filter, Hit
 
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,50}$")
-_COLS = ("id", "source", "page", "chunk_index", "file_hash", "text", "metadata", "embedding")
+_COLS = ("id", "source", "page", "chunk_index", "file_hash", "text", "metadata", "embedding", "collection")
 _CHECK = ("check that PostgreSQL is running and reachable (scripts/pg.sh start runs a local one), "
           "and the user, password (PGPASSWORD) and database name")
 
@@ -54,6 +59,9 @@ def filter_to_sql(f: Filter | None) -> tuple[str, list[Any]]:
     if f is None or f.is_empty():
         return "", []
     where, params = [], []
+    if f.collections is not None:
+        where.append("collection = ANY(%s)")
+        params.append(list(f.collections))
     srcs = f.sources
     if srcs is not None:
         if len(srcs) == 1:
@@ -149,7 +157,24 @@ class PgVectorStore:
                              "'vector' extension must be installed on the server and the user allowed to "
                              "CREATE EXTENSION vector (or ask an admin to run it once)") from e
         self._dim = self._table_dim(conn)
+        if self._dim is not None:
+            self._migrate(conn)
         return conn
+
+    def _migrate(self, conn: psycopg.Connection) -> None:
+        """Schema 1 -> 2: the collection column and its index (idempotent; old rows are 'default')."""
+        has = conn.execute("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'collection' "
+                           "AND NOT attisdropped", (self.table,)).fetchone()
+        # Checked first: CREATE INDEX IF NOT EXISTS still takes a lock that waits for running writes.
+        indexed = conn.execute("SELECT to_regclass(%s)", (f"{self.table}_collection_source",)).fetchone()[0]
+        if has and indexed:
+            return
+        with conn.transaction():
+            if not has:
+                conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS collection text NOT NULL DEFAULT {}")
+                             .format(self._t, sql.Literal(DEFAULT_COLLECTION)))
+            conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (collection, source, page)")
+                         .format(sql.Identifier(f"{self.table}_collection_source"), self._t))
 
     def _c(self) -> psycopg.Connection:
         """The connection, reopened once if the server dropped it."""
@@ -182,10 +207,12 @@ class PgVectorStore:
                 "CREATE TABLE IF NOT EXISTS {t} (id text PRIMARY KEY, source text NOT NULL, "
                 "page integer NOT NULL DEFAULT 0, chunk_index integer NOT NULL DEFAULT 0, "
                 "file_hash text NOT NULL DEFAULT '', text text NOT NULL, "
-                "metadata jsonb NOT NULL DEFAULT '{{}}', embedding vector({d}) NOT NULL)"
-            ).format(t=self._t, d=sql.Literal(dim)))
+                "metadata jsonb NOT NULL DEFAULT '{{}}', embedding vector({d}) NOT NULL, "
+                "collection text NOT NULL DEFAULT {c})"
+            ).format(t=self._t, d=sql.Literal(dim), c=sql.Literal(DEFAULT_COLLECTION)))
             conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (source, page)")
                          .format(sql.Identifier(f"{self.table}_source_page"), self._t))
+        self._migrate(conn)
         self._dim = self._table_dim(conn)
         if self._dim != dim:
             raise IndexMismatchError(f"{self.uri} holds {self._dim}-d vectors, got {dim}-d")
@@ -243,19 +270,20 @@ class PgVectorStore:
                                  "ON COMMIT DELETE ROWS").format(self._t))
             with conn.cursor() as cur:
                 with cur.copy(sql.SQL("COPY _ragtune_load ({}) FROM STDIN WITH (FORMAT BINARY)").format(cols)) as cp:
-                    cp.set_types(["text", "text", "int4", "int4", "text", "text", "jsonb", "vector"])
+                    cp.set_types(["text", "text", "int4", "int4", "text", "text", "jsonb", "vector", "text"])
                     for c, v in zip(chunks, vecs):
                         cp.write_row((c.id, c.source, int(c.page), int(c.chunk_index), c.file_hash or "",
-                                      c.text, Jsonb(c.metadata or {}), v))
+                                      c.text, Jsonb(c.metadata or {}), v, c.collection))
             conn.execute(sql.SQL("INSERT INTO {t} ({cols}) SELECT {cols} FROM _ragtune_load "
                                  "ON CONFLICT (id) DO UPDATE SET {upd}").format(t=self._t, cols=cols, upd=update))
 
-    def delete_source(self, source: str) -> int:
+    def delete_source(self, source: str, collection: str = DEFAULT_COLLECTION) -> int:
         def go(c):
             if self._dim is None:
                 return 0
             with c.transaction():
-                return c.execute(sql.SQL("DELETE FROM {} WHERE source = %s").format(self._t), (source,)).rowcount
+                return c.execute(sql.SQL("DELETE FROM {} WHERE collection = %s AND source = %s").format(self._t),
+                                 (collection, source)).rowcount
         return self._run(go)
 
     # -- reads ----------------------------------------------------------------------------------
@@ -264,11 +292,19 @@ class PgVectorStore:
             return 0
         return self._run(lambda c: c.execute(sql.SQL("SELECT count(*) FROM {}").format(self._t)).fetchone()[0])
 
-    def sources(self) -> dict[str, int]:
+    def sources(self, collections: list[str] | None = None) -> dict[str, int]:
+        if self._dim is None:
+            return {}
+        where, params = filter_to_sql(Filter(collections=collections))
+        return dict(self._run(lambda c: c.execute(
+            sql.SQL("SELECT source, count(*) FROM {} {} GROUP BY source").format(
+                self._t, sql.SQL("WHERE " + where) if where else sql.SQL("")), params).fetchall()))
+
+    def collections(self) -> dict[str, int]:
         if self._dim is None:
             return {}
         return dict(self._run(lambda c: c.execute(
-            sql.SQL("SELECT source, count(*) FROM {} GROUP BY source").format(self._t)).fetchall()))
+            sql.SQL("SELECT collection, count(*) FROM {} GROUP BY collection").format(self._t)).fetchall()))
 
     def search(self, vector: np.ndarray, k: int, filter: Filter | None = None) -> list[Hit]:
         if self._dim is None or k <= 0:
@@ -278,7 +314,8 @@ class PgVectorStore:
 
         def go(c):
             self._build_index(c)
-            stmt = sql.SQL("SELECT id, text, source, page, chunk_index, metadata, 1 - (embedding <=> %s) AS score "
+            stmt = sql.SQL("SELECT id, text, source, page, chunk_index, metadata, 1 - (embedding <=> %s) AS score, "
+                           "collection "
                            "FROM {t} {w} ORDER BY embedding <=> %s LIMIT %s").format(
                 t=self._t, w=sql.SQL("WHERE " + where) if where else sql.SQL(""))
             with c.transaction():
@@ -287,7 +324,7 @@ class PgVectorStore:
                 return c.execute(stmt, [q, *params, q, int(k)]).fetchall()
 
         rows = self._run(go)
-        hits = [Hit(r[0], r[1], r[2], r[3], float(r[6]), r[4], dict(r[5] or {})) for r in rows]
+        hits = [Hit(r[0], r[1], r[2], r[3], float(r[6]), r[4], dict(r[5] or {}), r[7]) for r in rows]
         hits.sort(key=lambda h: -h.score)  # relaxed_order may return rows slightly out of order
         return hits
 
@@ -295,7 +332,7 @@ class PgVectorStore:
         if self._dim is None:
             return
         last = ""
-        stmt = sql.SQL("SELECT id, text, source, page, chunk_index, file_hash, metadata, embedding FROM {} "
+        stmt = sql.SQL("SELECT id, text, source, page, chunk_index, file_hash, metadata, embedding, collection FROM {} "
                        "WHERE id > %s ORDER BY id LIMIT %s").format(self._t)
         while True:
             rows = self._run(lambda c, after: c.cursor(binary=True).execute(stmt, (after, batch_size)).fetchall(),
@@ -303,7 +340,7 @@ class PgVectorStore:
             if not rows:
                 return
             last = rows[-1][0]
-            yield ([Chunk(r[0], r[1], r[2], r[3], r[4], r[5], dict(r[6] or {})) for r in rows],
+            yield ([Chunk(r[0], r[1], r[2], r[3], r[4], r[5], dict(r[6] or {}), r[8]) for r in rows],
                    np.vstack([r[7].to_numpy() for r in rows]).astype(np.float32, copy=False))
 
     def drop(self) -> None:

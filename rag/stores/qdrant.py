@@ -8,6 +8,11 @@ Why this shape:
 - Local mode persists each point separately (one fsync per point: ~5 ms): fine for a few
   thousand chunks, use a server beyond that. One client per local folder at a time.
 - Server: ``QDRANT_API_KEY`` from the environment, ``?https=true``, every call has a timeout.
+- Collections (ragtune's) are a ``collection`` payload field with a keyword payload index marked
+  ``is_tenant`` on servers (Qdrant then keeps each tenant's points together and plans filtered
+  HNSW per tenant); the filter runs inside ``query_points``, never after it. Points written
+  before collections get ``collection = "default"`` on open (one ``set_payload`` over the points
+  where it is empty), recorded in the collection metadata so it runs once.
 """
 
 from __future__ import annotations
@@ -24,10 +29,11 @@ from qdrant_client import QdrantClient, models
 
 from rag.errors import ConfigError, IndexMismatchError, StoreError, redact
 from rag.stores import call_store, to_vectors
-from rag.types import Chunk, Filter, Hit
+from rag.types import DEFAULT_COLLECTION, Chunk, Filter, Hit
 
 _NS = uuid.UUID("6f1c1e0a-3c55-5b7e-9a51-7261677475e1")  # fixed: point ids must be stable forever
 _INFO_KEY = "ragtune_info"
+_SCHEMA_KEY = "ragtune_schema"  # 2 = points carry a collection
 
 
 def point_id(chunk_id: str) -> str:
@@ -40,6 +46,8 @@ def filter_to_qdrant(f: Filter | None) -> models.Filter | None:
     if f is None or f.is_empty():
         return None
     must: list[models.Condition] = []
+    if f.collections is not None:
+        must.append(models.FieldCondition(key="collection", match=models.MatchAny(any=list(f.collections))))
     srcs = f.sources
     if srcs is not None:
         match = models.MatchValue(value=srcs[0]) if len(srcs) == 1 else models.MatchAny(any=list(srcs))
@@ -99,6 +107,8 @@ class QdrantStore:
             raise StoreError(f"cannot open Qdrant at {self.uri}: {redact(str(e)) or type(e).__name__}. "
                              f"Next: {hint}") from e
         self._dim = self._existing_dim() if exists else None
+        if self._dim is not None:
+            self._migrate()
 
     def _call(self, what: str, fn, *args, **kw):
         return call_store(self.uri, what, fn, *args, **kw)
@@ -107,22 +117,42 @@ class QdrantStore:
         vp = self.client.get_collection(self.collection).config.params.vectors
         return int(vp.size) if isinstance(vp, models.VectorParams) else None
 
+    def _migrate(self) -> None:
+        """Schema 1 -> 2: points without a collection become 'default' (once; idempotent if cut short)."""
+        meta = self._call("get info", self.client.get_collection, self.collection).config.metadata or {}
+        if meta.get(_SCHEMA_KEY, 1) >= 2:
+            return
+        empty = models.Filter(must=[models.IsEmptyCondition(is_empty=models.PayloadField(key="collection"))])
+        self._call("migrate", self.client.set_payload, self.collection, {"collection": DEFAULT_COLLECTION},
+                   points=models.FilterSelector(filter=empty), wait=True)
+        self._index_payload()
+        self._call("migrate", self.client.update_collection, self.collection, metadata={_SCHEMA_KEY: 2},
+                   timeout=self.timeout)
+
+    def _index_payload(self) -> None:
+        # local mode has no payload indexes (it warns and ignores them); servers use them for filters
+        if isinstance(self.client._client, _local_types()):
+            return
+        for field, schema in (("source", models.PayloadSchemaType.KEYWORD),
+                              ("page", models.PayloadSchemaType.INTEGER),
+                              ("collection", models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD,
+                                                                       is_tenant=True))):
+            self._call("index payload", self.client.create_payload_index, self.collection, field, schema,
+                       wait=True)
+
     def _ensure_collection(self, dim: int) -> None:
         if self._dim is not None:
             if self._dim != dim:
                 raise IndexMismatchError(f"{self.uri} collection '{self.collection}' holds {self._dim}-d vectors, "
                                          f"got {dim}-d: use the same embedder or ?collection=OTHER")
             return
-        meta = {_INFO_KEY: self._pending_info} if self._pending_info is not None else None
+        meta: dict[str, Any] = {_SCHEMA_KEY: 2}
+        if self._pending_info is not None:
+            meta[_INFO_KEY] = self._pending_info
         self._call("create collection", self.client.create_collection, self.collection,
                    vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
                    metadata=meta, timeout=self.timeout)
-        for field, schema in (("source", models.PayloadSchemaType.KEYWORD),
-                              ("page", models.PayloadSchemaType.INTEGER)):
-            # local mode has no payload indexes (it warns and ignores them); servers use them for filters
-            if not isinstance(self.client._client, _local_types()):
-                self._call("index payload", self.client.create_payload_index, self.collection, field, schema,
-                           wait=True)
+        self._index_payload()
         self._dim = dim
         self._pending_info = None
 
@@ -152,15 +182,16 @@ class QdrantStore:
         points = [models.PointStruct(id=point_id(chunks[i].id), vector=vecs[i].tolist(), payload={
             "chunk_id": chunks[i].id, "text": chunks[i].text, "source": chunks[i].source,
             "page": int(chunks[i].page), "chunk_index": int(chunks[i].chunk_index),
-            "file_hash": chunks[i].file_hash or "", "metadata": chunks[i].metadata or {}})
+            "file_hash": chunks[i].file_hash or "", "metadata": chunks[i].metadata or {},
+            "collection": chunks[i].collection})
             for i in sorted(latest.values())]
         for i in range(0, len(points), batch_size):
             self._call("upsert", self.client.upsert, self.collection, points[i:i + batch_size], wait=True)
 
-    def delete_source(self, source: str) -> int:
+    def delete_source(self, source: str, collection: str = DEFAULT_COLLECTION) -> int:
         if self._dim is None:
             return 0
-        flt = filter_to_qdrant(Filter(source=source))
+        flt = filter_to_qdrant(Filter(source=source, collections=[collection]))
         n = self._call("count", self.client.count, self.collection, count_filter=flt, exact=True).count
         if n:
             self._call("delete", self.client.delete, self.collection,
@@ -173,30 +204,40 @@ class QdrantStore:
             return 0
         return self._call("count", self.client.count, self.collection, exact=True).count
 
-    def _scroll(self, batch_size: int, payload: Any, vectors: bool) -> Iterator[list[models.Record]]:
+    def _scroll(self, batch_size: int, payload: Any, vectors: bool,
+                flt: models.Filter | None = None) -> Iterator[list[models.Record]]:
         if self._dim is None:
             return
         offset = None
         while True:
             points, offset = self._call("scroll", self.client.scroll, self.collection, limit=batch_size,
-                                        offset=offset, with_payload=payload, with_vectors=vectors)
+                                        offset=offset, with_payload=payload, with_vectors=vectors,
+                                        scroll_filter=flt)
             if points:
                 yield points
             if offset is None:
                 return
 
-    def sources(self) -> dict[str, int]:
+    def sources(self, collections: list[str] | None = None) -> dict[str, int]:
         out: dict[str, int] = {}
-        for batch in self._scroll(2000, ["source"], False):
+        for batch in self._scroll(2000, ["source"], False, filter_to_qdrant(Filter(collections=collections))):
             for p in batch:
                 s = p.payload["source"]
                 out[s] = out.get(s, 0) + 1
         return out
 
+    def collections(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for batch in self._scroll(2000, ["collection"], False):
+            for p in batch:
+                c = p.payload.get("collection", DEFAULT_COLLECTION)
+                out[c] = out.get(c, 0) + 1
+        return out
+
     @staticmethod
     def _chunk(p: dict[str, Any]) -> Chunk:
         return Chunk(p["chunk_id"], p["text"], p["source"], int(p["page"]), int(p["chunk_index"]),
-                     p.get("file_hash", ""), dict(p.get("metadata") or {}))
+                     p.get("file_hash", ""), dict(p.get("metadata") or {}), p.get("collection", DEFAULT_COLLECTION))
 
     def iter_chunks(self, batch_size: int = 1000) -> Iterator[tuple[list[Chunk], np.ndarray]]:
         for batch in self._scroll(batch_size, True, True):

@@ -115,3 +115,20 @@ def test_paired_bootstrap_diff():
     d, lo, hi = M.paired_bootstrap_diff(a, b)
     assert d == pytest.approx(1 / 3) and 0 < lo <= d <= hi
     assert M.paired_bootstrap_diff([None], [1.0]) is None
+
+
+def test_citation_scores_count_valid_gold_unsupported_and_attributed():
+    from rag.types import Answer, Source
+
+    def source(n, name, page, cited):
+        return Source(n=n, source=name, page=page, score=1.0, text="t", cited=cited)
+
+    refs = [Reference(source="Normans.pdf", page=2)]
+    ans = Answer(text="Rollo [2]", sources=[source(1, "Normans.pdf", 1, False), source(2, "Normans.pdf", 2, True)],
+                 citations=[2], flags=["attributed"])
+    assert M.citation_scores(ans, refs) == {"cited": 1.0, "cited_gold": 1.0, "unsupported": 0.0, "attributed": 1.0}
+    wrong = Answer(text="Rollo [1]", sources=[source(1, "Normans.pdf", 1, True)], citations=[1],
+                   unsupported=[{"sentence": "Rollo [1]", "citations": [1]}])
+    assert M.citation_scores(wrong, refs) == {"cited": 1.0, "cited_gold": 0.0, "unsupported": 1.0, "attributed": 0.0}
+    none = Answer(text="Rollo", sources=[source(1, "Normans.pdf", 2, False)])
+    assert M.citation_scores(none, [])["cited"] == 0.0 and M.citation_scores(none, [])["cited_gold"] is None

@@ -199,10 +199,23 @@ def test_any_method_on_any_path_never_answers_5xx(client, method, path, query):
     check(client.request(method, path, params=query))
 
 
+@FUZZ
+@given(content=payload(ASK))
+def test_retrieve_never_answers_5xx(client, content):
+    check(post(client, "/retrieve", content))
+
+
+@pytest.mark.parametrize("path", ["/stats", "/collections"])
+def test_index_info_routes_answer(client, path):
+    r = client.get(path)  # no body to fuzz: they take none
+    assert r.status_code == 200, r.text
+
+
 def test_every_route_is_fuzzed(client):
     """A route added later without a fuzz test above fails here."""
     fuzzed = {("POST", "/ask"), ("POST", "/ingest"), ("POST", "/v1/chat/completions"),
-              ("POST", "/ingest/upload"), ("GET", "/health"), ("GET", "/v1/models")}
+              ("POST", "/ingest/upload"), ("GET", "/health"), ("GET", "/v1/models"), ("POST", "/retrieve"),
+              ("GET", "/stats"), ("GET", "/collections")}
     docs = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
     routes = {(m, r.path) for r in client.app.routes for m in getattr(r, "methods", None) or ()
               if r.path not in docs and m != "HEAD"}
