@@ -21,6 +21,7 @@ reader can check, not a citation the model made.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -142,7 +143,7 @@ def pack_context(question: str, hits: Sequence[Hit], llm: LLM, max_new_tokens: i
 def _truncate(hit: Hit, room: int, llm: LLM) -> Hit:
     """The hit with its text cut (on a word boundary) so its passage block costs <= room tokens."""
     lo, hi = 0, len(hit.text)
-    overhead = llm.count_tokens(_passage_block(1, Hit(hit.id, "", hit.source, hit.page, hit.score))) + 2
+    overhead = llm.count_tokens(_passage_block(1, dataclasses.replace(hit, text=""))) + 2
     while lo < hi:  # binary search on characters: the longest prefix that fits
         mid = (lo + hi + 1) // 2
         if llm.count_tokens(hit.text[:mid]) + overhead <= room:
@@ -152,7 +153,7 @@ def _truncate(hit: Hit, room: int, llm: LLM) -> Hit:
     text = hit.text[:lo]
     if lo < len(hit.text) and " " in text:
         text = text.rsplit(" ", 1)[0]
-    return Hit(hit.id, text, hit.source, hit.page, hit.score, hit.chunk_index, dict(hit.metadata))
+    return dataclasses.replace(hit, text=text, metadata=dict(hit.metadata))  # every other field kept
 
 
 # --- history ----------------------------------------------------------------------------------

@@ -15,6 +15,12 @@ Why this shape:
   through ids (``list``) and ``fetch`` them; fine for a migration or a re-ingest, O(n).
 - Pinecone is eventually consistent: ``count()`` (index stats) and freshly upserted records
   can lag writes by a few seconds.
+- Collections (ragtune's) are a ``collection`` metadata value in the query's filter, which
+  Pinecone applies inside the ANN search ("retrieve exactly the number of nearest-neighbour
+  results that match the filters"). Not namespaces: the URI's namespace stays the store's own,
+  and one query can span several collections. Records written before collections have no
+  ``collection`` and count as ``default`` (``$exists: false`` joins the filter for default), so
+  old indexes need no rewrite.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import numpy as np
 
 from rag.errors import ConfigError, IndexMismatchError, StoreError, redact
 from rag.stores import call_store, to_vectors
-from rag.types import Chunk, Filter, Hit
+from rag.types import DEFAULT_COLLECTION, Chunk, Filter, Hit
 
 META_NAMESPACE = "__ragtune_meta__"
 _BATCH = 100          # records per upsert request (stays far below the 2 MB request limit)
@@ -42,6 +48,12 @@ def filter_to_pinecone(f: Filter | None) -> dict[str, Any] | None:
     if f is None or f.is_empty():
         return None
     parts: list[dict[str, Any]] = []
+    if f.collections is not None:
+        names = list(f.collections)
+        cond: dict[str, Any] = {"collection": {"$in": names}}
+        if DEFAULT_COLLECTION in names:  # records from before collections carry none: they are default
+            cond = {"$or": [cond, {"collection": {"$exists": False}}]}
+        parts.append(cond)
     srcs = f.sources
     if srcs is not None:
         parts.append({"source": {"$eq": srcs[0]}} if len(srcs) == 1 else {"source": {"$in": list(srcs)}})
@@ -66,12 +78,13 @@ def to_record(chunk: Chunk, vector: np.ndarray) -> dict[str, Any]:
     return {"id": record_id(chunk.id), "values": [float(x) for x in vector], "metadata": {
         "chunk_id": chunk.id, "text": chunk.text, "source": chunk.source, "page": int(chunk.page),
         "chunk_index": int(chunk.chunk_index), "file_hash": chunk.file_hash or "",
-        "metadata_json": json.dumps(chunk.metadata or {}, ensure_ascii=False)}}
+        "metadata_json": json.dumps(chunk.metadata or {}, ensure_ascii=False), "collection": chunk.collection}}
 
 
 def from_metadata(md: dict[str, Any]) -> Chunk:
     return Chunk(md["chunk_id"], md.get("text", ""), md["source"], int(md.get("page", 0)),
-                 int(md.get("chunk_index", 0)), md.get("file_hash", ""), json.loads(md.get("metadata_json") or "{}"))
+                 int(md.get("chunk_index", 0)), md.get("file_hash", ""), json.loads(md.get("metadata_json") or "{}"),
+                 md.get("collection", DEFAULT_COLLECTION))
 
 
 def parse_uri(uri: str) -> dict[str, Any]:
@@ -188,10 +201,10 @@ class PineconeStore:
             ids += [rid for rid, md in recs if _matches(md, flt)]
         return ids
 
-    def delete_source(self, source: str) -> int:
+    def delete_source(self, source: str, collection: str = DEFAULT_COLLECTION) -> int:
         if self.index is None:
             return 0
-        ids = self._ids_where(filter_to_pinecone(Filter(source=source)))
+        ids = self._ids_where(filter_to_pinecone(Filter(source=source, collections=[collection])))
         for i in range(0, len(ids), 1000):
             self._call("delete", self.index.delete, ids=ids[i:i + 1000], namespace=self.namespace)
         return len(ids)
@@ -213,13 +226,24 @@ class PineconeStore:
                 yield [((rid, rec.metadata or {}, rec.values) if values else (rid, rec.metadata or {}))
                        for rid, rec in res.vectors.items()]
 
-    def sources(self) -> dict[str, int]:
+    def sources(self, collections: list[str] | None = None) -> dict[str, int]:
         out: dict[str, int] = {}
         if self.index is None:
             return out
         for recs in self._scan():
             for _, md in recs:
-                out[md["source"]] = out.get(md["source"], 0) + 1
+                if collections is None or md.get("collection", DEFAULT_COLLECTION) in collections:
+                    out[md["source"]] = out.get(md["source"], 0) + 1
+        return out
+
+    def collections(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        if self.index is None:
+            return out
+        for recs in self._scan():
+            for _, md in recs:
+                c = md.get("collection", DEFAULT_COLLECTION)
+                out[c] = out.get(c, 0) + 1
         return out
 
     def iter_chunks(self, batch_size: int = 1000) -> Iterator[tuple[list[Chunk], np.ndarray]]:
@@ -274,10 +298,14 @@ def _matches(md: dict[str, Any], flt: dict[str, Any] | None) -> bool:
         return True
     if "$and" in flt:
         return all(_matches(md, f) for f in flt["$and"])
+    if "$or" in flt:
+        return any(_matches(md, f) for f in flt["$or"])
     for field, cond in flt.items():
         v = md.get(field)
         for op, arg in cond.items():
-            if op == "$eq":
+            if op == "$exists":
+                ok = (field in md) == arg
+            elif op == "$eq":
                 ok = v == arg
             elif op == "$in":
                 ok = v in arg
