@@ -101,7 +101,8 @@ def run_ingest(mode: str, corpus: Path | None, log) -> dict:
         out["standard"] = ingest_bench.bench(src, tmp / "work", log=log)
         if mode == "full":
             big = ingest_bench.replicated_corpus(src, tmp / "big", 2000)
-            out["large"] = ingest_bench.bench(big, tmp / "work-big", no_dedup=True, log=log)
+            out["large"] = ingest_bench.bench(big, tmp / "work-big", no_dedup=True, log=log,
+                                              variants=ingest_bench.LARGE_VARIANTS)
     return out
 
 
@@ -126,14 +127,9 @@ def run_retrieval(mode: str, log) -> dict:
 
     quick = mode == "quick"
     res = rb.bench(quick, "full" if mode == "full" else "first1000", log=log)
-    # What bf16 costs in quality: the same SciFact subset and SQuAD sample, re-embedded in bf16.
-    log("  retrieval: bf16 embedder quality check (SciFact subset + SQuAD sample)")
-    sf16 = rb.scifact(True, "first1000", log, langchain=False, precision="bfloat16", tune=False)
-    sf32 = rb.scifact(True, "first1000", log, langchain=False, precision="float32", tune=False)
-    sq16 = rb.squad(True, log, precision="bfloat16")
-    sq32 = rb.squad(True, log, precision="float32")
-    res["bf16_quality"] = {"scifact_subset": {"float32": sf32["methods"], "bfloat16": sf16["methods"]},
-                           "squad_sample": {"float32": sq32["methods"], "bfloat16": sq16["methods"]}}
+    # What each embedder runtime costs in quality (the gates of docs/embedders.md): the SciFact
+    # subset and SQuAD sample re-embedded per runtime (all of SciFact and SQuAD with --full).
+    res["runtimes"] = rb.runtimes_quality(mode != "full", log=log)
     return res
 
 

@@ -1,13 +1,14 @@
-"""Embedder options on this CPU: precision, batch size, torch threads (speed; quality is in retrieval).
+"""Embedder runtimes on this CPU: texts/s as ratios to torch bf16 (today's default), cosine to fp32.
 
     python -m bench --only embedder
     python -m bench.embedder_bench --texts 128   # JSON on stdout
 
-One process, one model, the same texts (SciFact abstracts cut at 1000 characters, the size of an
-ingest chunk); configurations are interleaved over rounds and the median is kept, because the
-machine is shared. Every ratio is against ragtune's previous default (float32, batch 64, all threads).
-sentence-transformers already sorts by length inside each ``encode`` call and ragtune hands it
-512 chunks per call, so length-sorted batching is on in every row.
+One process, the same texts (SciFact abstracts cut at 1000 characters, the size of an ingest
+chunk), every runtime handed all texts in one call as ragtune does; runtimes are interleaved over
+rounds and the median is kept, because the machine is shared. Every ratio is against torch with
+bf16 autocast at batch 32 (the default before the openvino backend). Retrieval quality per runtime
+is bench/retrieval_bench.py's ``runtimes_quality``; the int8 export here is calibrated on the
+shipped passages only (rag/embedders/calibration.jsonl), the worst case for a user.
 """
 
 from __future__ import annotations
@@ -20,79 +21,79 @@ import time
 from pathlib import Path
 
 SCIFACT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "scifact"
-CONFIGS = {  # name: (precision, batch_size, threads or 0 = default)
-    "float32 b64 (old default)": ("float32", 64, 0),
-    "bfloat16 b64": ("bfloat16", 64, 0),
-    "bfloat16 b32 (new default, precision=auto)": ("bfloat16", 32, 0),
-    "float32 b16": ("float32", 16, 0),
-    "float32 b128": ("float32", 128, 0),
-    "float32 b64 1 thread": ("float32", 64, 1),
+EXPORTS = Path.home() / ".cache" / "ragtune-bench" / "models" / "exports"   # bench/retrieval_bench.py's too
+REFERENCE = "torch bf16"
+# name: (backend, precision, quantization, threads or None)
+RUNTIMES = {
+    "torch bf16": ("torch", "bfloat16", "none", None),
+    "torch fp32": ("torch", "float32", "none", None),
+    "openvino fp32": ("openvino", "float32", "none", None),
+    "openvino bf16": ("openvino", "bfloat16", "none", None),
+    "openvino int8": ("openvino", "auto", "int8", None),
+    "openvino int8, fp32 activations": ("openvino", "float32", "int8", None),
+    "openvino int8, 1 thread": ("openvino", "auto", "int8", 1),
 }
 
 
-def onnx_status() -> str:
-    try:
-        import onnxruntime  # noqa: F401
-        import optimum  # noqa: F401
-    except ImportError as e:
-        return f"not measured: {e.name} not installed"
-    return "available (not measured here)"
+def cpu() -> dict:
+    """Model name and the flags that decide bf16/int8 speed (AMX, AVX512-BF16, VNNI)."""
+    text = Path("/proc/cpuinfo").read_text()
+    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "?")
+    flags = next((ln for ln in text.splitlines() if ln.startswith("flags")), "").split()
+    keep = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile")
+    return {"model": model, "flags": [f for f in keep if f in flags]}
 
 
-INT8 = "int8 dynamic (torch) b32"
+def _open(backend: str, precision: str, quantization: str, threads: int | None, log):
+    from rag.embedders import open_embedder
 
-
-def _int8_copy(emb, log):
-    """The embedder with every Linear dynamically quantised to int8 (torch's oneDNN/FBGEMM kernels,
-    VNNI on this CPU): the int8 path that needs no new dependency. None where torch lacks the kernels."""
-    import copy
-
-    import torch
-
-    try:
-        q = copy.copy(emb)
-        q.model = torch.ao.quantization.quantize_dynamic(copy.deepcopy(emb.model), {torch.nn.Linear},
-                                                         dtype=torch.qint8)
-        return q
-    except Exception as e:  # noqa: BLE001 - a torch build without quantised kernels: say so
-        log(f"  embedder: int8 not measured ({e.__class__.__name__}: {e})")
-        return None
+    emb = open_embedder("all-MiniLM-L6-v2", backend=backend, precision=precision, quantization=quantization,
+                        cache_dir=EXPORTS, threads=threads, log=log)
+    if backend == "openvino":
+        t0 = time.perf_counter()
+        emb.load(calibration=None)   # shipped passages only; export (first time) outside the timing
+        log(f"  embedder: {backend} {quantization} ready in {time.perf_counter() - t0:.1f} s ({emb.export_dir.name})")
+    return emb
 
 
 def bench(n_texts: int = 96, rounds: int = 2, log=print) -> dict:
+    import numpy as np
     import torch
 
-    from rag.embedders.sentence_transformers import SentenceTransformerEmbedder, cpu_has_native_bf16
+    from rag.embedders.sentence_transformers import cpu_has_native_bf16
 
     docs = [json.loads(line) for line, _ in zip((SCIFACT / "corpus.jsonl").open(), range(n_texts))]
     texts = [(d["title"] + ". " + d["text"])[:1000] for d in docs]
-    emb = SentenceTransformerEmbedder("all-MiniLM-L6-v2")
     default_threads = torch.get_num_threads()
-    emb.precision = "float32"  # the reference: plain fp32, whatever the default is
-    ref = emb.embed(texts[:16])
-    configs = {name: (emb, *cfg) for name, cfg in CONFIGS.items()}
-    int8 = _int8_copy(emb, log)
-    if int8 is not None:
-        configs[INT8] = (int8, "float32", 32, 0)
-    times: dict[str, list[float]] = {n: [] for n in configs}
-    agree: dict[str, float] = {}
+    models = {name: _open(*cfg, log) for name, cfg in RUNTIMES.items()}
+    ref = models["torch fp32"].embed(texts)
+    times: dict[str, list[float]] = {n: [] for n in models}
+    cos: dict[str, np.ndarray] = {}
     for _ in range(rounds):
-        for name, (model, prec, bs, threads) in configs.items():
-            model.precision, model.batch_size = prec, bs
-            torch.set_num_threads(threads or default_threads)
+        for name, model in models.items():
+            threads = RUNTIMES[name][3]
+            torch.set_num_threads(threads if threads and RUNTIMES[name][0] == "torch" else default_threads)
             t0 = time.perf_counter()
             vecs = model.embed(texts)
             times[name].append(time.perf_counter() - t0)
-            agree[name] = float((vecs[:16] * ref).sum(1).min())
+            cos[name] = (vecs * ref).sum(1)
     torch.set_num_threads(default_threads)
-    base = statistics.median(times["float32 b64 (old default)"])
+    base = statistics.median(times[REFERENCE])
     rows = {}
-    for name in configs:
+    for name, (backend, precision, quant, threads) in RUNTIMES.items():
         t = statistics.median(times[name])
-        rows[name] = {"texts_per_s": len(texts) / t, "speedup": base / t, "min_cosine_vs_fp32": agree[name]}
+        rows[name] = {"backend": backend, "precision": models[name].precision, "quantization": quant,
+                      "threads": threads or default_threads, "texts_per_s": len(texts) / t,
+                      "vs_torch_bf16": base / t, "min_cosine_vs_fp32": float(cos[name].min()),
+                      "mean_cosine_vs_fp32": float(cos[name].mean())}
+        export = getattr(models[name], "export_dir", None)
+        if export is not None:
+            manifest = json.loads((export / "ragtune-export.json").read_text())
+            rows[name]["export"] = {"folder": export.name, "built_s": manifest.get("built_s"),
+                                    "calibration": manifest.get("calibration")}
     log(f"  embedder: {len(texts)} texts x {rounds} rounds")
-    return {"texts": len(texts), "rounds": rounds, "threads": default_threads,
-            "native_bf16": cpu_has_native_bf16(), "onnx": onnx_status(), "configs": rows}
+    return {"texts": len(texts), "rounds": rounds, "threads": default_threads, "reference": REFERENCE,
+            "native_bf16": cpu_has_native_bf16(), "cpu": cpu(), "runtimes": rows}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,7 +93,8 @@ def scifact_data(text_mode: str, n_queries: int = 0, n_docs: int = 0, seed: int 
 
 def build_scifact(data_dir: Path, ids: list[str], texts: list[str], log=print, **overrides):
     """A RAG over the SciFact texts, built once per data_dir (reused when already complete)."""
-    fp32 = overrides.get("embedder_precision", "float32") == "float32"
+    fp32 = overrides.get("embedder_precision", "float32") == "float32" and \
+        overrides.get("embedder_backend", "torch") == "torch"
     if fp32 and not (data_dir / "index").exists() and STORE_BENCH_CACHE.exists():
         # store_bench embedded the same first-1000-character texts: reuse its vectors
         (data_dir / "cache").mkdir(parents=True, exist_ok=True)
@@ -112,9 +113,12 @@ def build_scifact(data_dir: Path, ids: list[str], texts: list[str], log=print, *
     return rag
 
 
-def candidates(rag, questions: list[str], fetch: int):
-    """Per question: dense [(chunk id, score)] and BM25 [(chunk id, score)], top ``fetch`` each."""
-    qv = rag.embedder.embed(questions)  # through the cache: one batch, not one call per query
+def candidates(rag, questions: list[str], fetch: int, query_embedder=None):
+    """Per question: dense [(chunk id, score)] and BM25 [(chunk id, score)], top ``fetch`` each.
+
+    ``query_embedder``: embed the questions with another runtime than the one that built the index
+    (the cross-runtime check of docs/embedders.md)."""
+    qv = (query_embedder or rag.embedder).embed(questions)  # one batch, not one call per query
     retr = rag.retriever
     dense = [[(h.id, h.score) for h in rag.store.search(v, fetch)] for v in qv]
     sparse = [retr.bm25.search(q, fetch) for q in questions]
@@ -158,20 +162,31 @@ def _check_against_retriever(rag, questions, dense, sparse, fetch: int) -> None:
 
 
 # -- SciFact --------------------------------------------------------------------------------------
+def runtime_overrides(precision: str = "auto", runtime: dict | None = None) -> tuple[dict, str]:
+    """Settings overrides for an embedder runtime and the folder suffix its indexes live under."""
+    over = {"embedder_precision": precision, **(runtime or {})}
+    if over.get("embedder_backend", "torch") != "torch":
+        over.setdefault("models_dir", str(CACHE / "models"))   # the bench's own exports
+    tag = "-".join(str(v) for k, v in sorted(over.items()) if k != "models_dir" and v not in ("torch", "none"))
+    return over, ("" if tag == "float32" else f"-{tag}")
+
+
 def scifact(quick: bool, text_mode: str, log=print, langchain: bool = True, precision: str = "auto",
-            tune: bool = True) -> dict:
+            tune: bool = True, runtime: dict | None = None, query_runtime: dict | None = None) -> dict:
     n_q, n_d = (300, 1500) if quick else (0, 0)
     ids, texts, qs = scifact_data(text_mode, n_q, n_d)
-    suffix = "" if precision == "float32" else f"-{precision}"
+    over, suffix = runtime_overrides(precision, runtime)
     data_dir = CACHE / f"scifact-{text_mode}-{len(ids)}{suffix}"
-    log(f"  scifact: {len(qs)} queries over {len(ids)} abstracts ({text_mode}, {precision})")
-    rag = build_scifact(data_dir, ids, texts, log, embedder_precision=precision)
+    log(f"  scifact: {len(qs)} queries over {len(ids)} abstracts ({text_mode}, {over})")
+    rag = build_scifact(data_dir, ids, texts, log, **over)
     cid_doc = {c.id: c.source for c in rag.store.get(rag.store.texts()[0])}
     fetch_small = rag.settings.retrieval.fetch_k
+    qemb = _query_embedder(query_runtime, log)
     t0 = time.perf_counter()
-    dense, sparse = candidates(rag, [q for _, q, _ in qs], 100)
+    dense, sparse = candidates(rag, [q for _, q, _ in qs], 100, qemb)
     query_s = time.perf_counter() - t0
-    _check_against_retriever(rag, [q for _, q, _ in qs], dense, sparse, fetch_small)
+    if qemb is None:
+        _check_against_retriever(rag, [q for _, q, _ in qs], dense, sparse, fetch_small)
     rel = [r for _, _, r in qs]
 
     def scores(method: str, weight: float, subset: list[int] | None = None) -> dict:
@@ -189,6 +204,8 @@ def scifact(quick: bool, text_mode: str, log=print, langchain: bool = True, prec
            "query_seconds": query_s, "methods": {}}
     out["methods"]["bm25"] = scores("bm25", 0)
     out["methods"]["dense"] = scores("dense", 1)
+    if not tune:  # the default hybrid only (what a user gets), no weight search
+        out["methods"]["hybrid-mix"] = {**scores("hybrid-mix", default_w), "weight": default_w, "default": True}
     for fusion in ("mix", "rrf") if tune else ():
         name = f"hybrid-{fusion}"
         grid = {w: scores(name, w)["ndcg@10"] for w in WEIGHTS}
@@ -236,21 +253,37 @@ def langchain_scifact(ids, texts, qs, data_dir: Path, log=print) -> dict:
 
 
 # -- SQuAD ----------------------------------------------------------------------------------------
-def squad(quick: bool, log=print, weight: float | None = None, precision: str = "auto") -> dict:
+def _query_embedder(query_runtime: dict | None, log):
+    """An embedder of another runtime for the queries (None: the index's own)."""
+    if query_runtime is None:
+        return None
+    from rag.embedders import open_configured
+    from rag.settings import load_settings
+
+    over, suffix = runtime_overrides("auto", query_runtime)
+    log(f"    queries embedded by {over}")
+    return open_configured(load_settings(env={}, overrides={"data_dir": str(CACHE / f"queries{suffix}"), **over}))
+
+
+def squad(quick: bool, log=print, weight: float | None = None, precision: str = "auto",
+          runtime: dict | None = None, query_runtime: dict | None = None) -> dict:
     sys.path.insert(0, str(ROOT / "bench"))
     from squad_to_eval import convert
 
     rows = convert(SQUAD, 300 if quick else 0)
-    data_dir = CACHE / ("squad" if precision == "float32" else f"squad-{precision}")
-    rag = _rag(data_dir, embedder_precision=precision)
+    over, suffix = runtime_overrides(precision, runtime)
+    data_dir = CACHE / f"squad{suffix}"
+    rag = _rag(data_dir, **over)
     res = rag.ingest([str(SQUAD)])
     if res.added:
         log(f"    ingested SQuAD articles: {res.chunks} chunks in {res.seconds:.0f} s")
     all_ids = rag.store.texts()[0]
     where = {c.id: (Path(c.source).name, c.page) for c in rag.store.get(all_ids)}
     fetch = rag.settings.retrieval.fetch_k
-    dense, sparse = candidates(rag, [r["question"] for r in rows], fetch)
-    _check_against_retriever(rag, [r["question"] for r in rows], dense, sparse, fetch)
+    qemb = _query_embedder(query_runtime, log)
+    dense, sparse = candidates(rag, [r["question"] for r in rows], fetch, qemb)
+    if qemb is None:
+        _check_against_retriever(rag, [r["question"] for r in rows], dense, sparse, fetch)
     w0 = rag.settings.retrieval.dense_weight
     methods = [("dense", 1.0), ("bm25", 0.0), ("hybrid-mix", w0), ("hybrid-rrf", w0)]
     if weight is not None and weight != w0:
@@ -270,6 +303,38 @@ def squad(quick: bool, log=print, weight: float | None = None, precision: str = 
         out["methods"][name] = {"hit@1": float(np.mean(h1)), "hit@5": float(np.mean(h5)), "mrr": float(np.mean(mrr)),
                                 "weight": w}
     rag.close()
+    return out
+
+
+# Embedder runtimes compared on the quality gates (docs/embedders.md); torch fp32 is the reference.
+RUNTIMES = {
+    "torch fp32": ("float32", {"embedder_backend": "torch"}),
+    "torch bf16": ("bfloat16", {"embedder_backend": "torch"}),
+    "openvino bf16": ("bfloat16", {"embedder_backend": "openvino"}),
+    "openvino int8": ("auto", {"embedder_backend": "openvino", "embedder_quantization": "int8"}),
+}
+CROSS = ("openvino int8", "torch fp32")   # mixed runtimes: may an int8 embedder search a float index?
+
+
+def runtimes_quality(quick: bool, log=print) -> dict:
+    """SciFact nDCG@10 and SQuAD hit@5/MRR per embedder runtime, plus the cross-runtime pairs."""
+    out: dict = {"scifact": {}, "squad": {}, "cross": {}}
+    for name, (prec, rt) in RUNTIMES.items():
+        log(f"  retrieval: runtime {name}")
+        out["scifact"][name] = scifact(quick, "first1000", log, langchain=False, precision=prec, tune=False,
+                                       runtime=rt)["methods"]
+        out["squad"][name] = squad(quick, log, precision=prec, runtime=rt)["methods"]
+    a, b = CROSS
+    for index, queries in ((b, a), (a, b)):
+        (pi, ri), (pq, rq) = RUNTIMES[index], RUNTIMES[queries]
+        label = f"{queries} queries, {index} index"
+        log(f"  retrieval: {label}")
+        out["cross"][label] = {
+            "scifact": scifact(quick, "first1000", log, langchain=False, precision=pi, tune=False, runtime=ri,
+                               query_runtime={"embedder_precision": pq, **rq})["methods"],
+            "squad": squad(quick, log, precision=pi, runtime=ri, query_runtime={"embedder_precision": pq, **rq})["methods"]}
+    sub = scifact_data("first1000", *((300, 1500) if quick else (0, 0)))
+    out["scifact_size"] = {"queries": len(sub[2]), "docs": len(sub[0])}
     return out
 
 

@@ -6,6 +6,7 @@ Examples:
     python -m ingest ./hr --collection hr
     python -m ingest ./docs --store pgvector://postgres@127.0.0.1:54329/ragtune --json
     python -m ingest --copy-from ./.ragtune/index --store pgvector://postgres@127.0.0.1:54329/ragtune
+    python -m ingest ./docs --engine ray --ray-address 127.0.0.1:6379 --json   # on a Ray cluster
 
 Re-running is incremental: unchanged files are skipped without parsing, changed files are
 replaced, and files deleted from the given folders are removed from the index (no flag needed).
@@ -42,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "warnings) to FILE.md; with --json the same rows are added under \"report\"")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: on when stderr is a terminal and --json is off)")
+    p.add_argument("--engine", choices=("local", "ray"),
+                   help="local (default): this process; ray: parse and embed on a Ray cluster (needs ragtune[ray])")
+    p.add_argument("--ray-address", metavar="ADDRESS",
+                   help="Ray cluster for --engine ray, e.g. 10.0.0.5:6379 (default: RAY_ADDRESS, else a local Ray)")
     add_common(p)
     return p
 
@@ -62,7 +67,8 @@ def _run(args: argparse.Namespace) -> int:
     settings = settings_from(args, **{"ingest.chunk_size": args.chunk_size,
                                       "ingest.chunk_overlap": args.chunk_overlap,
                                       "ingest.workers": args.workers,
-                                      "ingest.passwords": args.password})
+                                      "ingest.passwords": args.password,
+                                      "ingest.engine": args.engine, "ingest.ray_address": args.ray_address})
     with RAG(settings=settings) as rag:
         if args.copy_from:
             return _copy(rag, args)

@@ -1,4 +1,9 @@
-"""Page-layout clean-up that needs the whole document: running headers and footers."""
+"""Page-layout clean-up that needs the whole document: running headers and footers.
+
+They are taken out of the page text (repeated in every chunk they would crowd out the body and
+make every chunk of a file look alike) but kept: the lines come back so the loader can put what
+they say ("Apple Inc. | Q3 2023 Form 10-Q") into the context line each chunk carries.
+"""
 
 from __future__ import annotations
 
@@ -33,10 +38,16 @@ def strip_running_lines(texts: list[str]) -> tuple[list[str], int]:
     Returns:
         the cleaned texts and the number of lines removed.
     """
+    out, removed, _ = strip_running(texts)
+    return out, removed
+
+
+def strip_running(texts: list[str]) -> tuple[list[str], int, list[str]]:
+    """:func:`strip_running_lines`, plus each running line as first seen (top ones first)."""
     pages = [t.splitlines() for t in texts]
     with_text = sum(1 for lines in pages if any(line.strip() for line in lines))
     if with_text < MIN_PAGES:
-        return texts, 0
+        return texts, 0, []
     top, bottom = Counter(), Counter()
     for lines in pages:
         head, foot = _edges(lines)
@@ -46,8 +57,8 @@ def strip_running_lines(texts: list[str]) -> tuple[list[str], int]:
     running_top = {k for k, n in top.items() if n >= need}
     running_bottom = {k for k, n in bottom.items() if n >= need}
     if not running_top and not running_bottom:
-        return texts, 0
-    out, removed = [], 0
+        return texts, 0, []
+    out, removed, seen = [], 0, {}
     for lines, text in zip(pages, texts):
         head, foot = _edges(lines)
         drop = {i for i in head if _key(lines[i]) in running_top} | {i for i in foot if _key(lines[i]) in running_bottom}
@@ -57,5 +68,7 @@ def strip_running_lines(texts: list[str]) -> tuple[list[str], int]:
             out.append(text)
             continue
         removed += len(drop)
+        for i in sorted(drop):
+            seen.setdefault((i not in head, _key(lines[i])), lines[i].strip())
         out.append("\n".join(line for i, line in enumerate(lines) if i not in drop))
-    return out, removed
+    return out, removed, [seen[k] for k in sorted(seen, key=lambda k: k[0])]

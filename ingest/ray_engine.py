@@ -21,6 +21,7 @@ Ray is imported only here, when ``engine="ray"`` is asked for.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -33,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from ingest.pipeline import FileReport, IngestResult, Ingestor, _refit
+from ingest.pipeline import FileReport, Ingestor, IngestResult, _refit
+from rag.embedders.runtime import check_runtime
 from rag.errors import ConfigError, MissingDependencyError
 from rag.settings import Settings
 from rag.stores import check_info
@@ -43,7 +45,7 @@ ENGINES = ("local", "ray")
 FILES_PER_EMBED_BATCH = 8  # files whose chunks go to one embed call (encode sorts by length within a call)
 # Reserved per embed actor: the model plus a batch. Being different from the parse tasks' needs
 # also keeps Ray Data from fusing parse into the actors (parsing must stay in retryable tasks).
-EMBED_ACTOR_MEMORY = 1 << 30
+EMBED_ACTOR_MEMORY = 2 << 30  # MiniLM + a batch measured ~1.05 GiB RSS
 # The folder holding the ``ingest`` package: put on the workers' path so a checkout works without an
 # install; on a real cluster ragtune is installed on every node and this path is simply absent there.
 _ROOT = str(Path(__file__).resolve().parents[1])
@@ -129,6 +131,8 @@ class _Embedder:
         self.emb = _open_model(settings)
         self.settings = settings.ingest
         self.node = ray.get_runtime_context().get_node_id()
+        self.model = json.dumps({"id": self.emb.id, "dim": self.emb.dim, "max_tokens": self.emb.max_tokens,
+                                 "runtime": dict(getattr(self.emb, "runtime", None) or {})})
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         parsed, texts = [], []
@@ -154,7 +158,7 @@ class _Embedder:
         n = len(out)
         return {"path": batch["path"], "status": batch["status"], "payload": np.array(out, dtype=object),
                 "parse_node": batch["parse_node"], "embed_node": np.array([self.node] * n, dtype=object),
-                "model": np.array([f"{self.emb.id}\x00{self.emb.dim}\x00{self.emb.max_tokens}"] * n, dtype=object)}
+                "model": np.array([self.model] * n, dtype=object)}
 
 
 def _open_model(settings: Settings):
@@ -182,8 +186,8 @@ class _Precomputed:
     cluster, so "embedding" a file's chunks is a lookup (and refit finds nothing over the limit)."""
 
     def __init__(self, model: str):
-        ident, dim, max_tokens = model.split("\x00")
-        self.id, self.dim, self.max_tokens = ident, int(dim), int(max_tokens)
+        info = json.loads(model)
+        self.id, self.dim, self.max_tokens, self.runtime = info["id"], info["dim"], info["max_tokens"], info["runtime"]
         self._vectors: dict[str, np.ndarray] = {}
 
     def load(self, texts: list[str], vectors: np.ndarray) -> None:
@@ -203,8 +207,8 @@ class RayIngestor(Ingestor):
     """``Ingestor`` whose parse/split/embed stage runs on a Ray cluster (see the module docstring)."""
 
     def __init__(self, settings: Settings, store, *, address: str | None = None, progress: bool | None = None,
-                 log=None):
-        super().__init__(settings, store, lambda: None, progress=progress, log=log)
+                 log=None, **kw: Any):
+        super().__init__(settings, store, lambda: None, progress=progress, log=log, **kw)
         self.address = address
         self.node_counts: dict[str, Counter] = {}
         self.nodes: list[dict[str, Any]] = []
@@ -283,7 +287,7 @@ class RayIngestor(Ingestor):
             self._fail(result, path, source, reason, on_file)
             if row["status"] == "error":  # the file's own fault ("transient": touch nothing, retry)
                 if old is not None and old.status != "failed":
-                    self.store.delete_source(old.source)
+                    self.store.delete_source(old.source, self.collection)
                 self._remember_failure(path, real, source, st, reason)
             return
         doc, pieces, vectors = pickle.loads(row["payload"])
@@ -291,6 +295,7 @@ class RayIngestor(Ingestor):
         if emb is None:
             emb = self._embedder = _Precomputed(row["model"])
             check_info(self.store, {"embedder": emb.id, "dim": emb.dim})
+            check_runtime(self.store.get_info(), emb, self.store.uri)
         emb.load([p.text for p in pieces], vectors)
         n = self._store_file(path, real, source, doc, pieces, fp, st, old)
         self.embedded += n

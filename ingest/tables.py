@@ -105,9 +105,11 @@ def _rule(a, b, xs: set, ys: set) -> None:
 
 
 def may_have_table(page) -> bool:
-    """Cheap test for ruled tables: at least 3 horizontal and 2 vertical rules."""
+    """Cheap test for ruled tables: at least 3 horizontal and 2 vertical rules that form a grid."""
+    from ingest.table_candidates import forms_grid
+
     horizontal, vertical = rulings(page)
-    return horizontal >= 3 and vertical >= 2
+    return horizontal >= 3 and vertical >= 2 and forms_grid(page)
 
 
 # -- extraction -------------------------------------------------------------------------------

@@ -100,7 +100,7 @@ class RAG:
 
     # -- ingest -------------------------------------------------------------------------------
     def ingest(self, paths: Iterable[str | Path], *, collection: str | None = None, progress: bool | None = False,
-               on_file=None, retry_failed: bool = False):
+               on_file=None, retry_failed: bool = False, engine: str | None = None, ray_address: str | None = None):
         """Ingest files and folders (the same pipeline as ``python -m ingest``) into ``collection``
         (default: the one this RAG was made with). Incremental per collection: files removed from
         the given folders are removed from that collection only.
@@ -109,14 +109,24 @@ class RAG:
         workers are started as their own module. ``retry_failed`` re-parses files whose earlier
         failure is remembered (they are otherwise reported again until they change).
 
+        ``engine="ray"`` (default: ``ingest.engine``) parses and embeds on the Ray cluster at
+        ``ray_address`` (default: ``ingest.ray_address``, ``RAY_ADDRESS``, else a local Ray).
+
         Returns:
             ``ingest.pipeline.IngestResult`` (``.summary()`` is the CLI's ``--json`` object).
         """
         from ingest.pipeline import Ingestor
 
         with self._lock:
-            ing = Ingestor(self.settings, self.store, lambda: self.embedder, progress=progress,
-                           collection=check_collection(collection or self.collection))
+            coll = check_collection(collection or self.collection)
+            if (engine or self.settings.ingest.engine) != "local":
+                from ingest.ray_engine import RayIngestor, check_engine
+
+                check_engine(engine or self.settings.ingest.engine)
+                address = ray_address or self.settings.ingest.ray_address
+                ing = RayIngestor(self.settings, self.store, address=address, progress=progress, collection=coll)
+            else:
+                ing = Ingestor(self.settings, self.store, lambda: self.embedder, progress=progress, collection=coll)
             try:
                 return ing.run(list(paths), on_file=on_file, retry_failed=retry_failed)
             finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,16 +26,51 @@ SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""]
 
 @dataclass(slots=True)
 class TextPiece:
-    text: str
+    text: str   # the context line (if any), a newline, then the body
     page: int
-    start: int  # character offset in the joined document text
+    start: int  # character offset of the body in the joined document text
     meta: dict[str, Any] = field(default_factory=dict)  # carried into the chunk's metadata
+    context: str = ""  # the context line at the head of ``text`` ("" = none)
+
+    @property
+    def body(self) -> str:
+        return self.text[len(self.context) + 1:] if self.context else self.text
 
 
 SECTIONS_KEY = "sections"
 """``Document.metadata[SECTIONS_KEY]``: ``[(page_number, offset_in_page, "H1 > H2"), ...]`` in
 reading order, set by loaders that know headings (Markdown, HTML, Word). Each chunk gets the
 path of the last heading at or before its start as ``metadata["section"]``."""
+
+
+CONTEXT_KEY = "context"
+"""``Document.metadata[CONTEXT_KEY]``: ``{"title": ..., "identity": ...}`` from loaders that know
+them (PDF: metadata title, cover page, running headers/footers). With the heading path and, for a
+chunk that starts inside a table, that table's title and columns, they make the chunk's context
+line: ``[Amazon.com, Inc. (AMZN) | Form 10-Q | quarter ended September 30, 2023 (Q3 2023) | Item 2.
+... > Results of Operations]``. It heads the chunk's text, so the embedder and BM25 both see it and
+the LLM knows whose figures a passage holds; it is also kept in ``metadata["context"]``."""
+
+CONTEXT_PARTS = ("title", "identity", "section", "table")
+MAX_CONTEXT = 300   # characters: the line must leave most of the embedder's window to the body
+
+
+def context_line(doc_context: dict[str, str], section: str, table: str, parts=CONTEXT_PARTS) -> str:
+    """The bracketed line, or "" when no part has anything to say."""
+    values = [doc_context.get("title", "") if "title" in parts else "",
+              doc_context.get("identity", "") if "identity" in parts else "",
+              section if "section" in parts else "", table if "table" in parts else ""]
+    seen: list[str] = []
+    for v in values:
+        v = " ".join(v.split())
+        # The title often repeats part of the identity (or the other way round): say it once.
+        if v and not any(v.lower() in x.lower() for x in seen):
+            seen = [x for x in seen if x.lower() not in v.lower()] + [v]
+    line = " | ".join(seen)
+    return f"[{line[:MAX_CONTEXT]}]" if line else ""
+
+
+_TABLE_HEAD = re.compile(r"^(Table \d+(?: \(page \d+\))?(?:: [^\n]*)?)\n(\|[^\n]*\|)?", re.M)
 
 
 def chunk_id(source: str, index: int, text: str) -> str:
@@ -115,12 +151,14 @@ def _covers(text: str, chunks: list[str], starts: list[int]) -> bool:
 
 def split_document(doc: Document, chunk_size: int = DEFAULT_CHUNK_SIZE, chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
                    *, max_tokens: int | None = None,
-                   count_tokens: Callable[[list[str]], list[int]] | None = None) -> list[TextPiece]:
-    """Split a parsed document into pieces that know their page.
+                   count_tokens: Callable[[list[str]], list[int]] | None = None,
+                   context: tuple[str, ...] = CONTEXT_PARTS) -> list[TextPiece]:
+    """Split a parsed document into pieces that know their page, each headed by its context line.
 
     Args:
-        max_tokens: the embedder's input limit; pieces over it are split again.
+        max_tokens: the embedder's input limit; pieces (context line included) over it are split again.
         count_tokens: the embedder's tokenizer, batched.
+        context: which parts of the context line to write (``CONTEXT_PARTS``; () for none).
     """
     starts, parts, pos = [], [], 0
     for page in doc.pages:
@@ -133,8 +171,22 @@ def split_document(doc: Document, chunk_size: int = DEFAULT_CHUNK_SIZE, chunk_ov
     sections = _section_offsets(doc, starts)
     section_starts = [s for s, _ in sections]
 
+    # Only loaders that say what a document is (CONTEXT_KEY) get context lines; others keep plain text.
+    doc_context = doc.metadata.get(CONTEXT_KEY)
+    context = context if doc_context is not None else ()
+    doc_context = doc_context or {}
+    tables = [(m.start(), m.group(1), m.group(2) or "") for m in _TABLE_HEAD.finditer(joined)] if context else []
+    table_starts = [t[0] for t in tables]
+
     def page_index(offset: int) -> int:
         return max(0, bisect.bisect_right(starts, offset) - 1)
+
+    def table_of(text: str, at: int) -> str:
+        """A chunk starting inside a table block (not at its title) gets the title and columns."""
+        j = bisect.bisect_right(table_starts, at) - 1
+        if j < 0 or text.startswith("Table ") or "\n\n" in joined[tables[j][0]:at]:
+            return ""
+        return f"{tables[j][1]} {tables[j][2]}".strip()
 
     def piece(text: str, offset: int) -> TextPiece:
         meta: dict[str, Any] = {}
@@ -142,15 +194,22 @@ def split_document(doc: Document, chunk_size: int = DEFAULT_CHUNK_SIZE, chunk_ov
             i = page_index(offset)
             if ocr_flags[i]:
                 meta["ocr"] = True
+        # A chunk that opens with a heading belongs to it; use the first non-blank character.
+        at = offset + len(text) - len(text.lstrip())
         if sections:
-            # A chunk that opens with a heading belongs to it; use the first non-blank character.
-            at = offset + len(text) - len(text.lstrip())
             j = bisect.bisect_right(section_starts, at) - 1
             if j >= 0 and sections[j][1]:
                 meta["section"] = sections[j][1]
-        return TextPiece(text, numbers[page_index(offset)] if numbers else 0, offset, meta)
+        line = context_line(doc_context, meta.get("section", ""), table_of(text.lstrip(), at), context) \
+            if context else ""
+        if line:
+            meta["context"] = line
+        return TextPiece(f"{line}\n{text}" if line else text, numbers[page_index(offset)] if numbers else 0,
+                         offset, meta, line)
 
-    pieces = [piece(t, s) for t, s in split_text(joined, chunk_size, chunk_overlap)]
+    # The context line comes on top of the body: leave room for it so a chunk stays near chunk_size.
+    reserve = min(chunk_size // 3, len(context_line(doc_context, "", "", context)) + 60) if context else 0
+    pieces = [piece(t, s) for t, s in split_text(joined, chunk_size - reserve, chunk_overlap)]
     if max_tokens and count_tokens and pieces:
         pieces = _fit_tokens(pieces, max_tokens, count_tokens, chunk_overlap, piece)
     return pieces
@@ -175,7 +234,8 @@ def _fit_tokens(pieces: list[TextPiece], max_tokens: int, count_tokens, chunk_ov
             out.append(piece)
             continue
         # Scale the character budget by how far over the limit the piece is, with a margin.
-        size = max(50, int(len(piece.text) * max_tokens / n * 0.85))
-        sub = [make(t, piece.start + s) for t, s in split_text(piece.text, size, min(chunk_overlap, size // 5))]
+        # Only the body is split again; each part gets the context line back from ``make``.
+        size = max(50, int(len(piece.text) * max_tokens / n * 0.85) - len(piece.context))
+        sub = [make(t, piece.start + s) for t, s in split_text(piece.body, size, min(chunk_overlap, size // 5))]
         out.extend(_fit_tokens(sub, max_tokens, count_tokens, chunk_overlap, make) if size > 50 else sub)
     return out

@@ -41,6 +41,8 @@ class IngestSettings(_Section):
     ocr_lang: str = Field("eng", description="Tesseract language(s), e.g. 'eng+deu'.")
     passwords: list[str] = Field(default_factory=list, description="Passwords tried on encrypted PDFs (after the empty one).", repr=False)
     workers: int = Field(1, ge=0, description="Parser processes running beside embedding (0 = parse inline).")
+    engine: Literal["local", "ray"] = Field("local", description="'local' = this process; 'ray' = parse and embed on a Ray cluster (ingest/ray_engine.py).")
+    ray_address: str | None = Field(None, description="Ray cluster address for engine 'ray' (default: RAY_ADDRESS, else a local Ray).")
 
 
 class RetrievalSettings(_Section):

@@ -1,10 +1,13 @@
 """The chat page: streamed answers with numbered, checked citations; follow-ups use the history.
 
-The sidebar picks the store, retrieval and LLM, shows what the index holds and ingests uploads.
+The sidebar picks the store, retrieval and LLM, the collections to search, shows what the index
+holds and ingests uploads. Signed in with a reader's or writer's key, only that key's collections
+exist here (ui/access.py).
 """
 
 import streamlit as st
 
+from ui import access
 from ui import components as ui
 
 st.title("ragtune")
@@ -15,10 +18,16 @@ except Exception as e:  # noqa: BLE001 - e.g. an invalid RAGTUNE_* value
     ui.show_error(e, "settings")
     st.stop()
 
-settings, opts = ui.sidebar(base)
+who = access.current()
+settings, opts = ui.sidebar(base, locked=access.restricted(who))  # readers cannot repoint store or model
 rag = ui.get_rag(settings)
+opts["collections"] = who.granted()  # if the picker fails, the search still stays inside the grant
+with ui.guarded("collections"):
+    opts["collections"] = access.collection_picker(rag, who)
 status = st.sidebar.container()  # filled last, so it shows the model the question just loaded
-ui.upload_section(rag)
+target = access.write_collection(who)
+if target is not None:
+    ui.upload_section(rag, collection=target or None)
 if st.sidebar.button("New chat", key="new_chat"):
     st.session_state["messages"] = []
 
@@ -49,4 +58,4 @@ if question:
         messages.append({"role": "assistant", "content": answer["answer"], "answer": answer})
 
 with status:
-    ui.index_status(rag)
+    ui.index_status(rag, collections=opts.get("collections") if access.restricted(who) else None)

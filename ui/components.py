@@ -125,23 +125,27 @@ def _recalled(key: str, default: Any) -> Any:
     return st.session_state.get("_ui_cfg", {}).get(key, default)
 
 
-def sidebar(base: Settings) -> tuple[Settings, dict[str, Any]]:
+def sidebar(base: Settings, *, locked: bool = False) -> tuple[Settings, dict[str, Any]]:
     """Settings widgets. Returns the settings for the RAG instance (store, LLM) and the per-call
-    options (k, mode, temperature, max_new_tokens), which change nothing that is loaded."""
+    options (k, mode, temperature, max_new_tokens), which change nothing that is loaded.
+    ``locked``: the store and LLM stay as configured (a signed-in reader or writer)."""
     sb = st.sidebar
     sb.header("Settings")
-    store = sb.text_input("Store URI", value=_recalled("store", base.store or ""), key="store",
-                          placeholder=f"default: {base.store_uri}",
-                          help="Empty = the embedded store under the data directory. "
-                               "pgvector://, milvus://, qdrant://, pinecone://, weaviate:// ...")
-    _remember("store", store)
+    if locked:
+        store = base.store or ""
+    else:
+        store = sb.text_input("Store URI", value=_recalled("store", base.store or ""), key="store",
+                              placeholder=f"default: {base.store_uri}",
+                              help="Empty = the embedded store under the data directory. "
+                                   "pgvector://, milvus://, qdrant://, pinecone://, weaviate:// ...")
+        _remember("store", store)
     c1, c2 = sb.columns([3, 2])
     mode = c1.selectbox("Retrieval", MODES, key="mode",
                         index=MODES.index(_recalled("mode", base.retrieval.mode)))
     k = c2.number_input("k", 1, 50, int(_recalled("k", base.retrieval.k)), key="k")
     _remember("mode", mode), _remember("k", k)
 
-    spec = _llm_choice(sb, base)
+    spec = base.llm.spec if locked else _llm_choice(sb, base)
     temperature = sb.slider("Temperature", 0.0, 2.0, float(_recalled("temperature", base.llm.temperature)),
                             0.05, key="temperature")
     max_tokens = sb.number_input("Max new tokens", 1, 8192,
@@ -198,12 +202,12 @@ def _llm_choice(sb: Any, base: Settings) -> str:
     return spec.strip()
 
 
-def index_status(rag: Any) -> None:
-    """What the index holds and which parts are loaded, in the sidebar."""
+def index_status(rag: Any, collections: list[str] | None = None) -> None:
+    """What the index holds (in ``collections`` only, when given) and which parts are loaded."""
     sb = st.sidebar
     sb.subheader("Index")
     try:
-        stats = rag.stats()
+        stats = rag.stats() if collections is None else rag.stats(collections=collections)
     except Exception as e:  # noqa: BLE001
         with sb:
             show_error(e, "store")
@@ -328,15 +332,16 @@ def save_upload(name: str, data: bytes, folder: Path) -> Path:
     return path
 
 
-def upload_section(rag: Any) -> None:
-    """Sidebar: upload files, save them under DATA_DIR/uploads and ingest them with a progress bar."""
+def upload_section(rag: Any, collection: str | None = None) -> None:
+    """Sidebar: upload files, save them under DATA_DIR/uploads (``uploads/COLLECTION`` when one is
+    named) and ingest them into that collection with a progress bar."""
     sb = st.sidebar
     sb.subheader("Add documents")
     files = sb.file_uploader("PDF, text or Markdown", type=list(UPLOAD_TYPES), accept_multiple_files=True,
                              key=f"uploads_{st.session_state.get('upload_round', 0)}")
     if not sb.button("Ingest", disabled=not files, type="primary", key="ingest"):
         return
-    folder = Path(rag.settings.data_dir) / "uploads"
+    folder = Path(rag.settings.data_dir) / "uploads" / (collection or "")
     paths, rejected = [], []
     for f in files:
         try:
@@ -356,7 +361,8 @@ def upload_section(rag: Any) -> None:
     summary = None
     with guarded("ingest"):
         if paths:
-            summary = rag.ingest([str(p) for p in paths], on_file=on_file).summary()
+            into = {"collection": collection} if collection else {}
+            summary = rag.ingest([str(p) for p in paths], on_file=on_file, **into).summary()
     bar.empty()
     st.session_state["last_ingest"] = {"rows": rows + rejected, "summary": summary}
     st.session_state["upload_round"] = st.session_state.get("upload_round", 0) + 1  # clear the uploader

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ingest import ocr, tables
-from ingest.layout import strip_running_lines
+from ingest import ocr, pdf_context, statements, tables
+from ingest.layout import strip_running
+from ingest.pdf_lines import page_lines
 from ingest.loaders import LoadError
 from rag.settings import IngestSettings
 from rag.types import Document, Page
@@ -81,6 +82,8 @@ def load_pdf(path: Path, settings: IngestSettings) -> Document:
     pdf, warnings, password = _open(path, settings.passwords)
     texts: list[str] = []
     kinds: list[str] = []          # what a page holds besides its text (_BLANK, _UNMAPPED, ...)
+    lines: dict = {}               # page number -> ingest.pdf_lines.Line list (for headings)
+    info: dict = {}                # the PDF's metadata dictionary (Title, Subject, ...)
     ocr_pages: set[int] = set()
     tried_ocr: set[int] = set()
     n_tables = 0
@@ -91,7 +94,9 @@ def load_pdf(path: Path, settings: IngestSettings) -> Document:
     if pdf is not None:
         try:
             total = len(pdf)
+            info = _metadata(pdf)
             candidates: list[int] = []
+            found: dict[int, list] = {}    # page number -> statement tables read from text geometry
             for i in range(min(total, settings.max_pages)):
                 try:
                     page = pdf[i]
@@ -120,8 +125,13 @@ def load_pdf(path: Path, settings: IngestSettings) -> Document:
                             if read.rotated:
                                 warnings.append(f"page {i + 1}: scanned upside down or sideways; "
                                                 f"turned {read.rotated} degrees before OCR")
-                    if (i + 1) not in ocr_pages and readable and tables.may_have_table(page):
-                        candidates.append(i + 1)
+                    if (i + 1) not in ocr_pages and readable:
+                        lines[i + 1] = page_lines(page)
+                        last = found.get(i, [None])[-1]   # a statement may run on from the page before
+                        if mine := statements.find(lines[i + 1], i + 1, page.get_size(), last):
+                            found[i + 1] = mine
+                        if tables.may_have_table(page):
+                            candidates.append(i + 1)
                     texts.append(text)
                     kinds.append(kind)
                 except Exception as e:  # noqa: BLE001 - one bad page must not lose the others
@@ -130,9 +140,9 @@ def load_pdf(path: Path, settings: IngestSettings) -> Document:
                     kinds.append(_PLAIN)
                 finally:
                     page.close()
-            if candidates:
+            if candidates or found:
                 n_tables = _add_tables(pdf, path, password, candidates, texts, warnings,
-                                       tables.block_chars(settings.chunk_size))
+                                       tables.block_chars(settings.chunk_size), found)
         finally:
             pdf.close()
     else:
@@ -145,7 +155,8 @@ def load_pdf(path: Path, settings: IngestSettings) -> Document:
         warnings.append(f"truncated: only the first {settings.max_pages} of {total} pages read "
                         "(raise ingest.max_pages to read more)")
     texts = [t.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "") for t in texts]
-    texts, running = strip_running_lines(texts)
+    texts, running, running_lines = strip_running(texts)
+    cover = "\n".join(texts[:2])
     pages = [Page(i + 1, t, ocr=(i + 1) in ocr_pages) for i, t in enumerate(texts)]
     # A page with any text is kept (it may be the only text); only pages with none are reported.
     empty = [p.number for p in pages if not p.text.strip()]
@@ -164,7 +175,31 @@ def load_pdf(path: Path, settings: IngestSettings) -> Document:
              "ocr_pages": len(ocr_pages), "empty_pages": len(empty), "tables": n_tables,
              "running_lines_removed": running}
     pages = [p for p in pages if p.number not in set(empty)]
-    return Document(str(path), pages, {"format": "pdf", "pages": total, "stats": stats}, warnings)
+    meta = {"format": "pdf", "pages": total, "stats": stats}
+    return Document(str(path), pages, _context(meta, info, cover, running_lines, lines, pages), warnings)
+
+
+def _metadata(pdf) -> dict:
+    try:
+        return pdf.get_metadata_dict()
+    except Exception:  # noqa: BLE001 - unreadable metadata loses the title only
+        return {}
+
+
+def _context(meta: dict, info: dict, cover: str, running: list[str], lines: dict, pages: list[Page]) -> dict:
+    """Title, identity and heading paths (``rag.chunking`` builds each chunk's context line from them)."""
+    from rag.chunking import CONTEXT_KEY, SECTIONS_KEY
+
+    found = pdf_context.headings(lines, {pdf_context.line_key(r) for r in running})
+    title = pdf_context.title(info, found)
+    ident = pdf_context.identity(cover, running)
+    if title:
+        meta["title"] = title
+    meta[CONTEXT_KEY] = {"title": title, "identity": ident}
+    entries = pdf_context.sections({p.number: p.text for p in pages}, found)
+    if entries:
+        meta[SECTIONS_KEY] = entries
+    return meta
 
 
 # What a page without text holds, for a true reason: nothing at all, glyphs without a Unicode map,
@@ -231,15 +266,17 @@ def _page_text(page) -> str:
 
 
 def _add_tables(pdf, path: Path, password: str | None, candidates: list[int], texts: list[str],
-                warnings: list[str], budget: int) -> int:
-    """Put the tables found on candidate pages into those pages' text; returns how many."""
+                warnings: list[str], budget: int, mine: dict[int, list]) -> int:
+    """Put the tables found on candidate pages (pdfplumber) and the statements read from text
+    geometry (``mine``) into those pages' text; returns how many."""
+    found: dict[int, list] = {}
     try:
-        found = tables.extract_tables(path, candidates, password)
+        found = tables.extract_tables(path, candidates, password) if candidates else {}
     except Exception as e:  # noqa: BLE001 - pdfminer fails on some files PDFium reads fine
         warnings.append(f"table extraction failed ({e.__class__.__name__}); tables kept as plain text")
-        return 0
+    merged = {n: statements.merge(found.get(n, []), mine.get(n, [])) for n in sorted(set(found) | set(mine))}
     count = 0
-    for number, page_tables in found.items():
+    for number, page_tables in merged.items():
         blocks = []
         for t in page_tables:
             count += 1

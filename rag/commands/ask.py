@@ -47,10 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def format_sources(answer) -> str:
-    """Numbered sources: ``[1] file.pdf p.3 (score 0.812) cited``."""
+    """Numbered sources: ``[1] file.pdf p.3 (score 0.812) cited``; ``[hr]`` after the page marks a
+    collection other than default."""
     lines = []
     for s in answer.sources:
         page = f" p.{s.page}" if s.page else ""
+        if getattr(s, "collection", "default") != "default":
+            page += f" [{s.collection}]"
         mark = " cited" if s.cited else (" (implicit: the model cited nothing; closest passage by shared words)" if s.implicit else "")
         snippet = " ".join(s.text.split())[:100]
         lines.append(f"[{s.n}] {s.source}{page} (score {s.score:.3f}){mark}\n    {snippet}")

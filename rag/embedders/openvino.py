@@ -92,7 +92,10 @@ def _build(folder: str, weights: str, calibration):
         if weights != "int8":
             ov.save_model(model, str(out / IR_FILES["fp32"]), compress_to_fp16=False)
             return {}
-        import nncf
+        try:
+            import nncf
+        except ImportError as e:
+            raise MissingDependencyError("the int8 openvino embedder export", "openvino", e.name) from e
 
         texts, counts = calibration()
         # One unpadded passage per sample, tokenized exactly as at inference time.
@@ -121,8 +124,7 @@ class OpenVINOEmbedder:
         if quantization not in QUANTIZATIONS:
             raise ConfigError(f"unknown embedder quantization '{quantization}' (known: {', '.join(QUANTIZATIONS)})")
         try:
-            import nncf  # noqa: F401
-            import openvino  # noqa: F401
+            import openvino  # noqa: F401 - nncf (~3 s to import) only when an int8 export is built
         except ImportError as e:
             raise MissingDependencyError("the openvino embedder backend", "openvino", e.name) from e
         self.folder = model_folder(name)
@@ -179,8 +181,7 @@ class OpenVINOEmbedder:
         request = self.model.create_infer_request()
         for i in range(0, len(order), self.batch_size):
             idx = order[i:i + self.batch_size]
-            enc = self._tokenizer([texts[j] for j in idx], padding=True, truncation=True,
-                                  max_length=self.max_tokens, return_tensors="np")
+            enc = self._tokenizer([texts[j] for j in idx])
             vecs = request.infer({k: v for k, v in enc.items() if k in self._inputs})[0]
             out[idx] = vecs
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
@@ -190,15 +191,53 @@ class OpenVINOEmbedder:
         return self.embed([text])[0]
 
     def count_tokens(self, texts: list[str]) -> list[int]:
-        enc = self._tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
-        return [len(ids) for ids in enc]
+        return [len(ids) for ids in self._tokenizer.ids(texts)]
+
+
+class _Tokenizer:
+    """The model folder's ``tokenizer.json`` through the ``tokenizers`` library: the same ids as
+    transformers' fast tokenizer, without importing transformers (which imports torch, ~4 s)."""
+
+    def __init__(self, path: Path, max_len: int):
+        from tokenizers import Tokenizer
+
+        self.count = Tokenizer.from_file(str(path))
+        self.count.no_truncation()
+        self.count.no_padding()
+        self.batch = Tokenizer.from_file(str(path))
+        self.batch.enable_truncation(max_len)
+        pad = self.batch.padding or {}
+        self.batch.enable_padding(pad_id=pad.get("pad_id", 0), pad_type_id=pad.get("pad_type_id", 0),
+                                  pad_token=pad.get("pad_token", "[PAD]"))
+
+    def ids(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.count.encode_batch(texts)]
+
+    def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
+        enc = self.batch.encode_batch(texts)
+        return {"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+                "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64)}
+
+
+class _HFTokenizer:
+    """Fallback for model folders without a ``tokenizer.json``."""
+
+    def __init__(self, folder: str, max_len: int):
+        from transformers import AutoTokenizer
+
+        self.tok, self.max_len = AutoTokenizer.from_pretrained(folder), max_len
+
+    def ids(self, texts: list[str]) -> list[list[int]]:
+        return self.tok(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+
+    def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
+        return dict(self.tok(texts, padding=True, truncation=True, max_length=self.max_len, return_tensors="np"))
 
 
 def _describe(folder: str):
     """(tokenizer, output dim, max tokens) from the model folder, without loading the weights, so
     opening the embedder on an index check or an unchanged re-ingest costs no export and no model."""
-    from transformers import AutoTokenizer
-
     root = Path(folder)
     modules = json.loads((root / "modules.json").read_text(encoding="utf-8"))
     dim = None
@@ -216,6 +255,7 @@ def _describe(folder: str):
         raise ModelNotFoundError(f"cannot tell the embedding size of {folder} (no Pooling module in modules.json)")
     st_cfg = root / "sentence_bert_config.json"
     max_len = json.loads(st_cfg.read_text(encoding="utf-8")).get("max_seq_length") if st_cfg.exists() else None
-    tok = AutoTokenizer.from_pretrained(folder)
-    return tok, int(dim), int(max_len or min(getattr(tok, "model_max_length", 512), 512))
-
+    max_len = int(max_len or 512)
+    tok = _Tokenizer(root / "tokenizer.json", max_len) if (root / "tokenizer.json").exists() \
+        else _HFTokenizer(folder, max_len)
+    return tok, int(dim), max_len

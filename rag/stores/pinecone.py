@@ -259,7 +259,7 @@ class PineconeStore:
             yield [from_metadata(md) for _, md, _ in buf], np.asarray([v for *_, v in buf], dtype=np.float32)
 
     def search(self, vector: np.ndarray, k: int, filter: Filter | None = None) -> list[Hit]:
-        if self.index is None or k <= 0:
+        if self.index is None or k <= 0 or (filter is not None and filter.collections == []):
             return []
         q = [float(x) for x in np.asarray(vector, dtype=np.float32).reshape(-1)]
         kw: dict[str, Any] = {"vector": q, "top_k": int(k), "namespace": self.namespace, "include_metadata": True}

@@ -10,6 +10,12 @@ Why this shape:
 - The build info is the collection's description (JSON), so it lives with the collection.
 - Writes go through the client's fixed-size batcher; failed objects raise ``StoreError``.
 - Optional multi-tenancy: ``?tenant=NAME`` creates a multi-tenant collection and the tenant.
+- Collections (ragtune's) are a ``collection`` property (FIELD tokenization, filterable) in the
+  ``near_vector`` filter, which Weaviate applies inside the HNSW search (an allow-list, or ACORN
+  on large filters), so k objects come back whenever k match. Not tenants: one query may span
+  several collections, and ``?tenant=`` stays the store's own. A collection from before
+  collections gets the property on open and its objects are rewritten with ``default`` (vectors
+  kept); the info's ``_schema`` records that it is done.
 """
 
 from __future__ import annotations
@@ -24,10 +30,11 @@ import numpy as np
 
 from rag.errors import ConfigError, IndexMismatchError, StoreError, redact
 from rag.stores import call_store, to_vectors
-from rag.types import Chunk, Filter, Hit
+from rag.types import DEFAULT_COLLECTION, Chunk, Filter, Hit
 
-_PROPS = ["chunk_id", "text", "source", "page", "chunk_index", "file_hash", "metadata_json"]
+_PROPS = ["chunk_id", "text", "source", "page", "chunk_index", "file_hash", "metadata_json", "collection"]
 _INFO_PREFIX = "ragtune-info:"
+_SCHEMA = "_schema"  # kept in the description beside the info: 2 = objects carry a collection
 
 
 def filter_to_weaviate(f: Filter | None) -> Any:
@@ -37,6 +44,11 @@ def filter_to_weaviate(f: Filter | None) -> Any:
     if f is None or f.is_empty():
         return None
     parts = []
+    if f.collections is not None:
+        prop = WFilter.by_property("collection")
+        names = list(f.collections)
+        # contains_any([]) is refused by Weaviate: an impossible chunk id matches nothing instead
+        parts.append(prop.contains_any(names) if names else WFilter.by_property("chunk_id").equal("\x00none"))
     srcs = f.sources
     if srcs is not None:
         prop = WFilter.by_property("source")
@@ -88,6 +100,8 @@ class WeaviateStore:
         try:
             self.client = client if client is not None else self._connect(cfg)
             self._dim = self._existing_dim()
+            if self._dim:
+                self._migrate()
         except (StoreError, ConfigError):
             raise
         except Exception as e:
@@ -140,6 +154,32 @@ class WeaviateStore:
             return len(_vector_of(obj))
         return 0  # exists but empty: any dim accepted
 
+    def _description(self) -> dict[str, Any]:
+        desc = self.client.collections.get(self.name).config.get().description or ""
+        return json.loads(desc[len(_INFO_PREFIX):]) if desc.startswith(_INFO_PREFIX) else {}
+
+    def _migrate(self) -> None:
+        """Schema 1 -> 2: add the collection property, rewrite every object as 'default' (idempotent)."""
+        stored = self._description()
+        if stored.get(_SCHEMA, 1) >= 2:
+            return
+        from weaviate.classes.config import DataType, Property, Tokenization
+
+        base = self.client.collections.get(self.name)
+        if "collection" not in {p.name for p in base.config.get().properties}:
+            self._call("migrate", base.config.add_property,
+                       Property(name="collection", data_type=DataType.TEXT, tokenization=Tokenization.FIELD))
+        coll = self._coll()
+        objs = [(o.uuid, o.properties, _vector_of(o)) for o in coll.iterator(include_vector=True)]
+        with coll.batch.fixed_size(batch_size=200) as batch:
+            for uid, props, vec in objs:
+                if not props.get("collection"):
+                    batch.add_object(properties={**props, "collection": DEFAULT_COLLECTION}, uuid=uid, vector=vec)
+        if coll.batch.failed_objects:
+            raise StoreError(f"{self.uri}: migrating to collections failed for {len(coll.batch.failed_objects)} "
+                             "object(s); open the store again to retry")
+        self._call("migrate", base.config.update, description=_INFO_PREFIX + json.dumps({**stored, _SCHEMA: 2}))
+
     def _ensure_collection(self, dim: int) -> None:
         if self._dim:
             if self._dim != dim:
@@ -156,8 +196,9 @@ class WeaviateStore:
                      Property(name="page", data_type=DataType.INT),
                      Property(name="chunk_index", data_type=DataType.INT),
                      Property(name="file_hash", tokenization=Tokenization.FIELD, **text),
-                     Property(name="metadata_json", index_filterable=False, index_searchable=False, **text)]
-            info = dict(self._pending_info or {}, dim=dim)
+                     Property(name="metadata_json", index_filterable=False, index_searchable=False, **text),
+                     Property(name="collection", tokenization=Tokenization.FIELD, **text)]
+            info = dict(self._pending_info or {}, dim=dim, **{_SCHEMA: 2})
             hnsw = Configure.VectorIndex.hnsw(distance_metric=VectorDistances.COSINE)
             kw: dict[str, Any] = {"vector_config": Configure.Vectors.self_provided(vector_index_config=hnsw)}
             if self.tenant:
@@ -178,6 +219,7 @@ class WeaviateStore:
             return self._pending_info
         desc = self._call("get info", self.client.collections.get(self.name).config.get).description or ""
         info = json.loads(desc[len(_INFO_PREFIX):]) if desc.startswith(_INFO_PREFIX) else None
+        info = {k: v for k, v in (info or {}).items() if k != _SCHEMA}
         return info if info and set(info) != {"dim"} else None
 
     def set_info(self, info: dict[str, Any]) -> None:
@@ -187,7 +229,7 @@ class WeaviateStore:
                 self._ensure_collection(int(info["dim"]))
             return
         self._call("set info", self.client.collections.get(self.name).config.update,
-                   description=_INFO_PREFIX + json.dumps(info))
+                   description=_INFO_PREFIX + json.dumps({**info, _SCHEMA: 2}))
 
     # -- writes ---------------------------------------------------------------------------------
     def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray, batch_size: int = 200) -> None:
@@ -206,10 +248,11 @@ class WeaviateStore:
             raise StoreError(f"{self.uri}: {len(failed)} object(s) failed to write, first: "
                              f"{redact(str(failed[0].message))}")
 
-    def delete_source(self, source: str) -> int:
+    def delete_source(self, source: str, collection: str = DEFAULT_COLLECTION) -> int:
         if not self._dim:
             return 0
-        res = self._call("delete", self._coll().data.delete_many, where=filter_to_weaviate(Filter(source=source)))
+        res = self._call("delete", self._coll().data.delete_many,
+                         where=filter_to_weaviate(Filter(source=source, collections=[collection])))
         return int(res.successful)
 
     # -- reads ----------------------------------------------------------------------------------
@@ -218,13 +261,19 @@ class WeaviateStore:
             return 0
         return int(self._call("count", self._coll().aggregate.over_all, total_count=True).total_count or 0)
 
-    def sources(self) -> dict[str, int]:
-        if not self._dim:
+    def sources(self, collections: list[str] | None = None) -> dict[str, int]:
+        return self._group("source", filter_to_weaviate(Filter(collections=collections)))
+
+    def collections(self) -> dict[str, int]:
+        return self._group("collection", None)
+
+    def _group(self, prop: str, where: Any) -> dict[str, int]:
+        if not self._dim or (where is not None and prop == "source" and _is_nothing(where)):
             return {}
         from weaviate.classes.aggregate import GroupByAggregate
 
-        res = self._call("sources", self._coll().aggregate.over_all,
-                         group_by=GroupByAggregate(prop="source", limit=1_000_000), total_count=True)
+        res = self._call("count by " + prop, self._coll().aggregate.over_all, filters=where,
+                         group_by=GroupByAggregate(prop=prop, limit=1_000_000), total_count=True)
         return {g.grouped_by.value: int(g.total_count) for g in res.groups}
 
     def iter_chunks(self, batch_size: int = 1000) -> Iterator[tuple[list[Chunk], np.ndarray]]:
@@ -240,7 +289,7 @@ class WeaviateStore:
             yield _batch(buf)
 
     def search(self, vector: np.ndarray, k: int, filter: Filter | None = None) -> list[Hit]:
-        if not self._dim or k <= 0:
+        if not self._dim or k <= 0 or (filter is not None and filter.collections == []):
             return []
         from weaviate.classes.query import MetadataQuery
 
@@ -266,12 +315,18 @@ class WeaviateStore:
 def _props(c: Chunk) -> dict[str, Any]:
     return {"chunk_id": c.id, "text": c.text, "source": c.source, "page": int(c.page),
             "chunk_index": int(c.chunk_index), "file_hash": c.file_hash or "",
-            "metadata_json": json.dumps(c.metadata or {}, ensure_ascii=False)}
+            "metadata_json": json.dumps(c.metadata or {}, ensure_ascii=False), "collection": c.collection}
 
 
 def _chunk(p: dict[str, Any]) -> Chunk:
     return Chunk(p["chunk_id"], p.get("text") or "", p["source"], int(p.get("page") or 0),
-                 int(p.get("chunk_index") or 0), p.get("file_hash") or "", json.loads(p.get("metadata_json") or "{}"))
+                 int(p.get("chunk_index") or 0), p.get("file_hash") or "", json.loads(p.get("metadata_json") or "{}"),
+                 p.get("collection") or DEFAULT_COLLECTION)
+
+
+def _is_nothing(where: Any) -> bool:
+    """The filter ``filter_to_weaviate`` makes for ``collections=[]``."""
+    return getattr(where, "target", None) == "chunk_id" and getattr(where, "value", None) == "\x00none"
 
 
 def _vector_of(obj: Any) -> list[float]:

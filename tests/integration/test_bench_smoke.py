@@ -24,14 +24,14 @@ def test_embedder_section_renders(tmp_path, monkeypatch):
     from tests.conftest import shared
 
     shared("scifact", "corpus.jsonl")  # the section embeds SciFact texts: skip with a reason without them
-    monkeypatch.setattr(embedder_bench, "CONFIGS", {"float32 b64 (old default)": ("float32", 64, 0),
-                                                    "bfloat16 b64": ("bfloat16", 64, 0)})
+    monkeypatch.setattr(embedder_bench, "RUNTIMES", {"torch bf16": ("torch", "bfloat16", "none", None),
+                                                     "torch fp32": ("torch", "float32", "none", None)})
     section = embedder_bench.bench(n_texts=4, rounds=1, log=lambda m: None)
-    assert section["configs"]["float32 b64 (old default)"]["speedup"] == pytest.approx(1.0)
-    assert section["configs"]["bfloat16 b64"]["min_cosine_vs_fp32"] > 0.99
-    assert "int8 dynamic (torch) b32" in section["configs"]  # measured beside, on its own model copy
+    assert section["runtimes"]["torch bf16"]["vs_torch_bf16"] == pytest.approx(1.0)
+    assert section["runtimes"]["torch bf16"]["min_cosine_vs_fp32"] > 0.99
+    assert section["cpu"]["model"]   # /proc/cpuinfo's model name goes into the report
     results = {"mode": "quick", "machine": bench_main.machine(), "sections": {"embedder": section},
                "errors": {}, "seconds": {"embedder": 1.0}}
     md = report.render(results)
-    assert "Embedder options" in md and "bfloat16 b64" in md
+    assert "Embedder runtimes" in md and "torch fp32" in md
     assert "section" in report.table(results)
