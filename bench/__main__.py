@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-SECTIONS = ("ingest", "embedder", "store", "retrieval", "generation", "finetune")
+SECTIONS = ("ingest", "embedder", "store", "retrieval", "generation", "finetune", "sec")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,6 +133,17 @@ def run_retrieval(mode: str, log) -> dict:
     return res
 
 
+def run_sec(mode: str, log) -> dict:
+    from bench import sec_bench
+
+    res = sec_bench.bench(distractors=mode != "quick", ablation=mode == "full", log=log)
+    (RESULTS / "sec.md").write_text(sec_bench.render(res), encoding="utf-8")
+    (RESULTS / "sec.json").write_text(json.dumps(res, indent=1, default=list), encoding="utf-8")
+    for t in res["targets"]:
+        log(f"  {'MET' if t['met'] else 'MISSED'}: [{t['set']}] {t['target']}: {t['figure']}")
+    return res
+
+
 def run_generation(mode: str, log) -> dict:
     from bench import generation_bench
 
@@ -181,7 +192,7 @@ def _previous(out: Path, mode: str, rerun: list[str]) -> dict | None:
 
 
 RUNNERS = {"ingest": run_ingest, "embedder": run_embedder, "store": run_store, "retrieval": run_retrieval,
-           "generation": run_generation, "finetune": run_finetune}
+           "generation": run_generation, "finetune": run_finetune, "sec": run_sec}
 
 
 def main(argv: list[str] | None = None) -> int:

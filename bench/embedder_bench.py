@@ -30,7 +30,7 @@ RUNTIMES = {
     "openvino fp32": ("openvino", "float32", "none", None),
     "openvino bf16": ("openvino", "bfloat16", "none", None),
     "openvino int8": ("openvino", "auto", "int8", None),
-    "openvino int8, fp32 activations": ("openvino", "float32", "int8", None),
+    "openvino int8, bf16 activations": ("openvino", "bfloat16", "int8", None),
     "openvino int8, 1 thread": ("openvino", "auto", "int8", 1),
 }
 

@@ -94,8 +94,9 @@ class MemoryStore:
     def count(self) -> int:
         return len(self.chunks)
 
-    def texts(self):
-        return [c.id for c in self.chunks], [c.text for c in self.chunks]
+    def texts(self, with_collections: bool = False):
+        out = [c.id for c in self.chunks], [c.text for c in self.chunks]
+        return (*out, [getattr(c, "collection", "default") for c in self.chunks]) if with_collections else out
 
     def get(self, ids):
         return [self.by_id[i] for i in ids if i in self.by_id]

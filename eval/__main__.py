@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from functools import partial
 from typing import Any
 
 from rag.cli import ArgumentParser, add_common, guarded, print_json, settings_from
@@ -92,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--track", action="store_true", help="log runs to MLflow (also when tracking_uri is set)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples for CIs (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="ray: fan the questions out over a Ray cluster (same metrics; eval/distributed.py)")
+    p.add_argument("--ray-address", metavar="ADDRESS", help="Ray cluster for --engine ray (default: RAY_ADDRESS, "
+                                                           "else a local Ray)")
     add_common(p)
     return p
 
@@ -156,8 +161,14 @@ def main(argv: list[str] | None = None) -> int:
             s = res.summary()
             log(f"ingest: {s['added']} added, {s['updated']} updated, {s['unchanged']} unchanged, "
                 f"{s['removed']} removed, {len(s['failed'])} failed, {s['chunks']} chunks, {s['seconds']:.1f}s")
-        results = harness.evaluate(examples, configs, settings, judge=args.judge, n_boot=args.bootstrap,
-                                   seed=args.seed, log=log)
+        if args.engine == "ray":
+            from eval.distributed import evaluate as run_eval
+
+            run_eval = partial(run_eval, address=args.ray_address)
+        else:
+            run_eval = harness.evaluate
+        results = run_eval(examples, configs, settings, judge=args.judge, n_boot=args.bootstrap, seed=args.seed,
+                           log=log)
         meta = {"dataset": str(args.dataset), "questions": len(examples), "store": _safe(settings.store_uri),
                 "embedder": settings.embedder, "bootstrap": args.bootstrap, "seed": args.seed}
         extra: dict[str, Any] = {}

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from ingest.loaders import supported
-from ingest.manifest import Entry, Manifest, file_hash, manifest_path
+from ingest.manifest import Entry, file_hash
+from ingest.manifests import claim_work, open_manifest
+from ingest.sources import resolve as resolve_sources
 from ingest.worker import ParseWorker, parse_file
-from rag.chunking import TextPiece, chunk_id, split_document
+from rag.chunking import CHUNKER_VERSION, TextPiece, chunk_id, split_document
 from rag.embedders import embedder_id as spec_embedder_id
 from rag.embedders.runtime import check_runtime, runtime_of
 from rag.settings import IngestSettings, Settings
@@ -94,7 +96,8 @@ def walk(paths: Iterable[str | Path]) -> Iterator[tuple[Path, Path]]:
 
 def fingerprint(settings: Settings, embedder_id: str) -> str:
     s = settings.ingest
-    return f"v{SCHEMA_VERSION}|{embedder_id}|{s.chunk_size}|{s.chunk_overlap}|{s.ocr}"
+    # CHUNKER: chunk texts changed (context lines, statement tables): re-chunk files ingested before.
+    return f"v{SCHEMA_VERSION}|{embedder_id}|{s.chunk_size}|{s.chunk_overlap}|{s.ocr}|c{CHUNKER_VERSION}"
 
 
 def parse_fingerprint(settings: Settings, embedder_id: str) -> str:
@@ -161,7 +164,8 @@ class Ingestor:
         self.store = store
         self._embedder_factory = embedder_factory
         self._embedder = None
-        self.manifest = Manifest(manifest_path(settings.store_uri, settings.data_dir))
+        # Server stores keep a shared manifest in the store (ingest/manifests/); others a local SQLite.
+        self.manifest = open_manifest(settings.store_uri, settings.data_dir)
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.log = log or (lambda msg: None)
         self.embedded = 0  # texts sent to the embedder (cache misses) in this run
@@ -190,9 +194,13 @@ class Ingestor:
 
     def run(self, paths: Iterable[str | Path], *, on_file: Callable[[FileReport], None] | None = None,
             retry_failed: bool = False) -> IngestResult:
-        """Ingest ``paths``; ``retry_failed`` re-parses files whose failure is remembered."""
+        """Ingest ``paths``; ``retry_failed`` re-parses files whose failure is remembered.
+
+        A path may be an fsspec URL (``s3://bucket/prefix``): it is synced to a mirror folder first
+        (ingest/sources.py)."""
         t0 = time.perf_counter()
         result = IngestResult()
+        paths, self.origins = resolve_sources(list(paths), self.settings.data_dir)
         embedder_id = self._embedder.id if self._embedder else spec_embedder_id(self.settings.embedder)
         info = self.store.get_info()
         if info and info.get("embedder") not in (None, embedder_id):
@@ -263,6 +271,7 @@ class Ingestor:
         return result
 
     def _process(self, work, fp: str, result: IngestResult, on_file) -> None:
+        work = claim_work(self, work, fp, result, on_file)  # a shared manifest: leave others' files to them
         bar = None
         if self.progress:
             from tqdm import tqdm

@@ -26,6 +26,7 @@ import logging
 import os
 import pickle
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field, fields
@@ -35,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ingest.pipeline import FileReport, Ingestor, IngestResult, _refit
+from ingest.sources import origin_url
 from rag.embedders.runtime import check_runtime
 from rag.errors import ConfigError, MissingDependencyError
 from rag.settings import Settings
@@ -102,19 +104,25 @@ def _parse_batch(batch: dict[str, np.ndarray], settings) -> dict[str, np.ndarray
     """Ray task: parse and split each file in a ``ParseWorker`` child (timeout + crash isolation)."""
     import ray
 
+    from ingest.sources import fetch
     from ingest.worker import ParseWorker, WorkerStartError, parse_file
 
     global _PARSER
     node = ray.get_runtime_context().get_node_id()
     status, payload = [], []
-    for path in batch["path"]:
+    for path, url in zip(batch["path"], batch["url"]):
         if _PARSER is None:
             _PARSER = ParseWorker()
-        try:
-            _PARSER.submit(parse_file, str(path), settings)
-            outcome = _PARSER.result(time.monotonic(), settings.file_timeout_s)
-        except WorkerStartError as e:  # not the file's fault: reported, retried next run
-            outcome = ("transient", str(e))
+        with tempfile.TemporaryDirectory(prefix="ragtune-fetch-") as tmp:
+            try:
+                # A node without the driver's mirror of a URL source reads the object itself.
+                local = str(path) if (not url or os.path.exists(path)) else fetch(str(url), tmp)
+                _PARSER.submit(parse_file, local, settings)
+                outcome = _PARSER.result(time.monotonic(), settings.file_timeout_s)
+            except WorkerStartError as e:  # not the file's fault: reported, retried next run
+                outcome = ("transient", str(e))
+            except OSError as e:
+                outcome = ("transient", f"cannot fetch {url}: {e}")
         status.append(outcome[0])
         payload.append(pickle.dumps(outcome[1], protocol=pickle.HIGHEST_PROTOCOL))
     n = len(status)
@@ -164,8 +172,6 @@ class _Embedder:
 def _open_model(settings: Settings):
     """The embedder the settings name, built like the local path's but without its cache (the
     cache is a file under the driver's data dir, which other nodes do not have)."""
-    import tempfile
-
     from rag import embedders
 
     opener = getattr(embedders, "open_configured", None)
@@ -240,23 +246,32 @@ class RayIngestor(Ingestor):
             # One CPU actor per node (capped by the work): the rest of each node parses.
             actors, remote, device = max(1, min(len(alive), len(paths))), {"num_cpus": 1}, "cpu"
         remote["memory"] = EMBED_ACTOR_MEMORY
-        ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=len(paths))
+        items = [{"path": p, "url": origin_url(p, self.origins) or ""} for p in paths]
+        ds = ray.data.from_items(items, override_num_blocks=len(paths))
         ds = ds.map_batches(_parse_batch, batch_size=1, fn_kwargs={"settings": s.ingest}, num_cpus=1)
         return ds.map_batches(_Embedder, batch_size=FILES_PER_EMBED_BATCH,
-                              compute=ray.data.ActorPoolStrategy(size=min(actors, len(paths))),
+                              # min_size 1: a pool that loses a node's actor goes on with the others
+                              # (a fixed size waits for a replacement the smaller cluster may not fit).
+                              compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(actors, len(paths))),
                               fn_constructor_kwargs={"settings": s.model_copy(update={"device": device})},
                               **remote)
 
     def _process(self, work, fp: str, result: IngestResult, on_file) -> None:
         import ray
 
+        from ingest.manifests import claim_work
+
+        work = claim_work(self, work, fp, result, on_file)
+        if not work:
+            return
         connected = connect(self.address)
         bar = None
         if self.progress:
             from tqdm import tqdm
 
             bar = tqdm(total=len(work), unit="file", desc="ingest (ray)", file=sys.stderr, dynamic_ncols=True)
-        by_path = {str(p): (p, src, old, st) for p, src, old, _, st in work}
+        # Absolute: Ray workers do not run in this process's current folder.
+        by_path = {os.path.abspath(p): (p, src, old, st) for p, src, old, _, st in work}
         t0 = time.perf_counter()
         try:
             for row in self._plan(list(by_path)).iter_rows():

@@ -227,11 +227,8 @@ def broken(t: Table) -> bool:
     """A pdfplumber table that took a data row for its header or split ``$`` into its own column."""
     if any(_figure(h) or h.strip() in ("$", "%") for h in t.header):
         return True
-    for c in range(1, len(t.header)):
-        cells = [r[c] for r in t.rows if isinstance(r, list) and c < len(r) and r[c].strip()]
-        if cells and sum(1 for x in cells if x.strip() in ("$", "%", "€", "£")) * 2 >= len(cells):
-            return True
-    return False
+    # A currency sign alone in a cell: its figure went to the next column.
+    return any(isinstance(r, list) and any(x.strip() in ("$", "€", "£") for x in r) for r in t.rows)
 
 
 def _overlap(a: Table, b: Table) -> bool:

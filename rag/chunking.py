@@ -21,6 +21,7 @@ from rag.settings import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
 from rag.types import Document
 
 PAGE_JOIN = "\n\n"
+CHUNKER_VERSION = 2   # bump when the same file would give other chunk texts (ingest re-chunks it)
 SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""]
 
 

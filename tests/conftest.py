@@ -16,7 +16,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"          # no hub at test time, ever
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from ray_cluster import ray_cluster  # noqa: F401 - the session's local Ray cluster (tests/ray_cluster.py)
+from ray_cluster import pg_table, ray_cluster  # noqa: F401 - a Ray cluster, a pgvector table (tests/ray_cluster.py)
 
 
 @pytest.fixture(autouse=True)

@@ -58,6 +58,7 @@ class RayCluster:
 
     def start(self) -> None:
         self.head = self._ray("--head", "--num-cpus", "2", "--port", str(self.port), "--include-dashboard", "false",
+                              "--dashboard-port", str(_free_port()),
                               "--dashboard-agent-listen-port", str(_free_port()), "--temp-dir", str(self.tmp / "t"),
                               log="head.log")
         self._wait_started(self.head, "head.log")
@@ -159,3 +160,32 @@ def ray_cluster():
         pytest.skip(f"could not start a local Ray cluster: {e}")
     yield cluster
     cluster.stop()
+
+
+# -- pgvector, as tests/contract/conftest.py reaches it ------------------------------------------
+PG_PORT = os.environ.get("RAGTUNE_PG_PORT", "54329")
+
+
+@pytest.fixture
+def pg_table():
+    import importlib.util
+    import uuid
+
+    if importlib.util.find_spec("psycopg") is None:
+        pytest.skip("pgvector tests need psycopg + pgvector: pip install 'ragtune[pgvector]'")
+    import psycopg
+
+    try:
+        psycopg.connect(host="127.0.0.1", port=int(PG_PORT), user="postgres", dbname="ragtune", connect_timeout=2).close()
+    except psycopg.OperationalError:
+        run = subprocess.run(["bash", str(REPO / "scripts" / "pg.sh"), "start"], capture_output=True, text=True,
+                             timeout=120, check=False)
+        if run.returncode != 0:
+            pytest.skip(f"no PostgreSQL at 127.0.0.1:{PG_PORT} and scripts/pg.sh start failed: {run.stderr[-300:]}")
+    uri = f"pgvector://postgres@127.0.0.1:{PG_PORT}/ragtune?table=t_{uuid.uuid4().hex[:10]}"
+    yield uri
+    from rag.stores.pgvector import PgVectorStore
+
+    s = PgVectorStore(uri)
+    s.drop()
+    s.close()

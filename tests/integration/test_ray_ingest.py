@@ -128,32 +128,3 @@ def test_killed_worker_node_mid_ingest_still_gives_the_same_index(ray_cluster, c
     local = make_rag(store=local_uri).ingest([corpus]).summary()
     assert (got["added"], got["chunks"], len(got["failed"])) == (local["added"], local["chunks"], 1)
     assert_same_index(index(local_uri), index(ray_uri))
-
-
-# -- pgvector, as tests/contract/conftest.py reaches it ------------------------------------------
-PG_PORT = os.environ.get("RAGTUNE_PG_PORT", "54329")
-
-
-@pytest.fixture
-def pg_table():
-    import importlib.util
-    import uuid
-
-    if importlib.util.find_spec("psycopg") is None:
-        pytest.skip("pgvector tests need psycopg + pgvector: pip install 'ragtune[pgvector]'")
-    import psycopg
-
-    try:
-        psycopg.connect(host="127.0.0.1", port=int(PG_PORT), user="postgres", dbname="ragtune", connect_timeout=2).close()
-    except psycopg.OperationalError:
-        run = subprocess.run(["bash", str(ROOT / "scripts" / "pg.sh"), "start"], capture_output=True, text=True,
-                             timeout=120, check=False)
-        if run.returncode != 0:
-            pytest.skip(f"no PostgreSQL at 127.0.0.1:{PG_PORT} and scripts/pg.sh start failed: {run.stderr[-300:]}")
-    uri = f"pgvector://postgres@127.0.0.1:{PG_PORT}/ragtune?table=t_{uuid.uuid4().hex[:10]}"
-    yield uri
-    from rag.stores.pgvector import PgVectorStore
-
-    s = PgVectorStore(uri)
-    s.drop()
-    s.close()

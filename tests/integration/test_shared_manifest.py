@@ -1,0 +1,102 @@
+"""Two machines sharing incremental state through the store (ingest/manifests/pgvector.py).
+
+"Machines" are ``python -m ingest`` processes with separate data dirs (nothing local is shared)
+over the same folder and the same pgvector table: started together, each file is ingested by one
+of them (whichever claims it first) and the store ends with exactly a clean ingest's chunks; one killed with SIGKILL mid-run is completed
+by the next run, which may come from the other machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, SAMPLE, shared
+
+pytestmark = pytest.mark.slow
+
+PDFS = ("crazyones-pdfa.pdf", "google-doc-document.pdf", "habibi.pdf", "multicolumn.pdf", "pdflatex-4-pages.pdf",
+        "pdflatex-outline.pdf", "pdfkit.pdf")
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    dst = tmp_path / "corpus"
+    shutil.copytree(SAMPLE, dst)
+    for name in PDFS:
+        shutil.copy(shared("pdfs", "sample-files") / name, dst / name)
+    return dst
+
+
+def _ids(uri: str) -> set[str]:
+    from rag.stores import open_store
+
+    store = open_store(uri)
+    try:
+        return {c.id for chunks, _ in store.iter_chunks() for c in chunks}
+    finally:
+        store.close()
+
+
+def _start(corpus: Path, uri: str, data_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAGTUNE_DATA_DIR": str(data_dir)}
+    return subprocess.Popen([sys.executable, "-m", "ingest", str(corpus), "--store", uri, "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=data_dir.parent,
+                            start_new_session=True)
+
+
+def _done(proc: subprocess.Popen) -> dict:
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_two_machines_at_once_end_with_one_clean_ingest(pg_table, corpus, tmp_path, make_rag):
+    ref = make_rag(store=str(tmp_path / "ref")).ingest([corpus])
+    a, b = _start(corpus, pg_table, tmp_path / "a"), _start(corpus, pg_table, tmp_path / "b")
+    ra, rb = _done(a), _done(b)
+    assert ra["added"] + rb["added"] == ref.added == len(PDFS) + len(list(SAMPLE.iterdir()))  # each file once
+    assert ra["chunks"] + rb["chunks"] == ref.chunks
+    assert _ids(pg_table) == {c.id for chunks, _ in make_rag(store=str(tmp_path / "ref")).store.iter_chunks()
+                              for c in chunks}
+    # A third run from either machine finds everything done by the other.
+    rc = _done(_start(corpus, pg_table, tmp_path / "a"))
+    assert (rc["added"], rc["updated"], rc["unchanged"], rc["chunks"]) == (0, 0, ref.added, 0)
+
+
+def test_a_machine_killed_mid_run_is_completed_by_the_next_run(pg_table, corpus, tmp_path, make_rag):
+    import psycopg
+
+    from rag.stores.pgvector import parse_uri
+
+    ref = make_rag(store=str(tmp_path / "ref")).ingest([corpus])
+    a = _start(corpus, pg_table, tmp_path / "a")
+    table = parse_uri(pg_table)["table"] + "_manifest"
+    deadline = time.monotonic() + 300
+    with psycopg.connect(**parse_uri(pg_table)["conn"], autocommit=True) as conn:
+        while True:  # kill once some files are done and others are not
+            assert a.poll() is None, a.communicate()
+            assert time.monotonic() < deadline, "the first run never stored a file"
+            try:
+                done = conn.execute(f"SELECT count(*) FROM {table} WHERE status='done'").fetchone()[0]
+            except psycopg.errors.UndefinedTable:
+                done = 0
+            if done >= 2:
+                break
+            time.sleep(0.1)
+    os.killpg(a.pid, signal.SIGKILL)
+    a.wait(timeout=30)
+    assert done < ref.added
+
+    rb = _done(_start(corpus, pg_table, tmp_path / "b"))   # the other machine, right away
+    assert rb["added"] + rb["updated"] >= ref.added - done and rb["unchanged"] >= done
+    assert _ids(pg_table) == {c.id for chunks, _ in make_rag(store=str(tmp_path / "ref")).store.iter_chunks()
+                              for c in chunks}
