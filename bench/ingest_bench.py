@@ -205,9 +205,10 @@ def _timed(cmd: list[str], env: dict | None = None) -> dict:
         out.seek(0)
         err.seek(0)
         text, errs = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-    if proc.returncode not in (0, 1):
+    lines = [ln for ln in text.splitlines() if ln.startswith("{")]
+    if proc.returncode not in (0, 1) or not lines:
         raise RuntimeError(f"{' '.join(cmd[:5])} exited {proc.returncode}: {errs[-2000:]}")
-    line = [ln for ln in text.splitlines() if ln.startswith("{")][-1]
+    line = lines[-1]
     data = json.loads(line)
     return {**data, "reported_seconds": data.get("seconds"), "seconds": wall, "peak_rss_mb": peak / 2**20}
 
@@ -245,8 +246,13 @@ def bench(corpus: Path, work: Path, *, pipelines=PIPELINES, no_dedup: bool = Fal
         d.mkdir(parents=True)
         log(f"  ingest: {name} over {out['files']} files / {pages} pages ...")
         worker_name = "ragtune" if name.startswith("ragtune") else name
-        r = run_pipeline(worker_name, corpus, d, no_dedup=no_dedup and worker_name == "ragtune",
-                         overrides=overrides)
+        try:
+            r = run_pipeline(worker_name, corpus, d, no_dedup=no_dedup and worker_name == "ragtune",
+                             overrides=overrides)
+        except (RuntimeError, IndexError) as e:  # a baseline whose packages are missing here
+            out.setdefault("failed_pipelines", {})[name] = str(e)[-300:]
+            log(f"    {name} failed: {str(e)[-300:]}")
+            continue
         r["pages_per_s"] = pages / r["seconds"]
         r["chunks_per_s"] = r["chunks"] / r["seconds"]
         out["runs"][name] = r

@@ -223,7 +223,11 @@ def scifact(quick: bool, text_mode: str, log=print, langchain: bool = True, prec
         out["methods"][f"{name} tuned"] = {**scores(name, best_w), "weight": best_w, "in_sample": True,
                                            "cv_ndcg@10": sum(cv) / len(qs), "cv_weights": picks, "grid": grid}
     if langchain:
-        out["methods"]["langchain-faiss"] = langchain_scifact(ids, texts, qs, data_dir, log)
+        try:
+            out["methods"]["langchain-faiss"] = langchain_scifact(ids, texts, qs, data_dir, log)
+        except ImportError as e:  # the baseline's packages are optional: say so in the report
+            out["langchain_missing"] = f"{e.name} not installed"
+            log(f"    langchain baseline skipped: {e.name} not installed")
     rag.close()
     return out
 

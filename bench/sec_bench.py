@@ -47,7 +47,7 @@ _NUM = re.compile(r"\d[\d,]*(?:\.\d+)?")
 # -- questions and numbers ---------------------------------------------------------------------
 def _norm(token: str) -> str:
     t = token.replace(",", "").rstrip(".")
-    return t[:-2] if t.endswith(".0") else t
+    return t.removesuffix(".0")
 
 
 def answer_numbers(text: str) -> set[str]:
@@ -278,10 +278,10 @@ def targets(runs: dict, mode: str) -> list[dict]:
 
 def render(res: dict) -> str:
     L = ["# SEC 10-Q retrieval (`python bench/sec_bench.py`)", "",
-         f"{res['questions']} questions ({res['with_numbers']} with figures in the reference answer) over "
-         "../shared/data/sec-10q; `sec+pdfs` adds the 55 shared PDFs as distractors. Source hit@k: a top-k passage "
-         "comes from a filing the question's `Source Docs` matches; numbers@5: share of the reference answer's "
-         "figures found in the top-5 passages.", "", "## Targets", ""]
+         (f"{res['questions']} questions ({res['with_numbers']} with figures in the reference answer) over "
+          "../shared/data/sec-10q; `sec+pdfs` adds the 55 shared PDFs as distractors. Source hit@k: a top-k passage "
+          "comes from a filing the question's `Source Docs` matches; numbers@5: share of the reference answer's "
+          "figures found in the top-5 passages."), "", "## Targets", ""]
     for t in res["targets"]:
         L.append(f"- {'MET' if t['met'] else 'MISSED'}: [{t['set']}] {t['target']}: {t['figure']}")
     L += ["", "## All questions", "", "| run | chunks | hit@5 | hit@10 | numbers@5 |", "| --- | ---: | ---: | ---: | ---: |"]

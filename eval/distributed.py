@@ -1,6 +1,6 @@
 """``python -m eval ... --engine ray``: the reference questions fanned out over a Ray cluster.
 
-Each Ray task takes a contiguous shard of the questions and runs the unchanged harness on it
+Each Ray task (one per node by default) takes a contiguous shard of the questions and runs the unchanged harness on it
 (retrieval and generation on that worker, with its own model loads); the driver puts the
 per-question rows back in their order and aggregates them as the local run does, so the metrics
 are the same (same rows -> same means; same seed -> same bootstrap intervals). A task lost with
@@ -46,7 +46,7 @@ def _absolute(settings):
 def evaluate(examples: Sequence[Any], configs: Sequence[EvalConfig], settings: Any, *, address: str | None = None,
              shards: int | None = None, judge: str | None = None, n_boot: int = 1000, seed: int = 0,
              log: Callable[[str], None] | None = None) -> list[ConfigResult]:
-    """``eval.harness.evaluate`` over a Ray cluster: ``shards`` tasks (default: one per cluster CPU).
+    """``eval.harness.evaluate`` over a Ray cluster: ``shards`` tasks (default: one per node).
 
     Raises:
         MissingDependencyError: Ray is not installed.
@@ -71,7 +71,9 @@ def evaluate(examples: Sequence[Any], configs: Sequence[EvalConfig], settings: A
     t0 = time.perf_counter()
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        n = max(1, min(len(examples), shards or cpus))
+        nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+        # One shard per node by default: each shard loads the LLM and the embedder once.
+        n = max(1, min(len(examples), shards or nodes))
         size = -(-len(examples) // n)
         parts = [examples[i:i + size] for i in range(0, len(examples), size)] or [[]]
         log(f"eval on Ray: {len(examples)} questions in {len(parts)} shard(s) over {cpus} CPU(s)")

@@ -16,12 +16,12 @@ from datetime import date, timedelta
 from ingest.pdf_lines import MAX_HEADING, Line
 
 MAX_PART = 160          # characters kept of each context part
-GENERIC = re.compile(r"^(table of contents|contents|index|page|continued|\(continued\)|unaudited|\(unaudited\))$", re.I)
+GENERIC = re.compile(r"^(table of contents|contents|index|page|continued|\(continued\)|unaudited|\(unaudited\))$", re.IGNORECASE)
 _MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
 _DATE = r"([A-Z][a-z]+\.? \d{1,2}, ?\d{4})"
-_FORM = re.compile(r"\bFORM\s+(10-Q|10-K|20-F|40-F|8-K|6-K|S-1|N-CSR)\b", re.I)
-_PERIOD = re.compile(r"for the (quarterly period|fiscal year|year|quarter|transition period) ended\s+" + _DATE, re.I)
-_MAJOR = re.compile(r"(PART [IVX]+|Item \d+[A-Z]?\.|Note \d+)\b", re.I)
+_FORM = re.compile(r"\bFORM\s+(10-Q|10-K|20-F|40-F|8-K|6-K|S-1|N-CSR)\b", re.IGNORECASE)
+_PERIOD = re.compile(r"for the (quarterly period|fiscal year|year|quarter|transition period) ended\s+" + _DATE, re.IGNORECASE)
+_MAJOR = re.compile(r"(PART [IVX]+|Item \d+[A-Z]?\.|Note \d+)\b", re.IGNORECASE)
 _NUMERIC = re.compile(r"^[-+($€£¥]*[\d.,]+\)?%?$|^[—–-]$")
 
 
@@ -31,7 +31,7 @@ def _words(text: str) -> list[str]:
 
 def informative(text: str) -> bool:
     """A title worth showing: two or more words, not an id or a file name."""
-    return len(_words(text)) >= 2 and not re.fullmatch(r"[\w.-]+\.(pdf|docx?|tex|html?)", text.strip(), re.I)
+    return len(_words(text)) >= 2 and not re.fullmatch(r"[\w.-]+\.(pdf|docx?|tex|html?)", text.strip(), re.IGNORECASE)
 
 
 def _case(name: str) -> str:
@@ -60,7 +60,7 @@ def identity(cover: str, running: list[str]) -> str:
     parts = []
     lines = [ln.strip() for ln in cover.splitlines() if ln.strip()]
     for i, line in enumerate(lines):
-        if re.match(r"\(?exact name of (the )?registrant", line, re.I) and i:
+        if re.match(r"\(?exact name of (the )?registrant", line, re.IGNORECASE) and i:
             name = _case(lines[i - 1])
             ticker = re.search(r"\b([A-Z]{1,5})\s+(?:The\s+)?(?:Nasdaq|New York Stock Exchange|NYSE)", cover)
             parts.append(name + (f" ({ticker.group(1)})" if ticker else ""))
@@ -77,7 +77,7 @@ def identity(cover: str, running: list[str]) -> str:
     named = []
     for line in running:
         # Drop the page number a footer ends with; keep lines that name something.
-        text = re.sub(r"(\s*[|·•-]?\s*(page\s*)?\d+(\s*of\s*\d+)?)+\s*$", "", line.strip(), flags=re.I)
+        text = re.sub(r"(\s*[|·•-]?\s*(page\s*)?\d+(\s*of\s*\d+)?)+\s*$", "", line.strip(), flags=re.IGNORECASE)
         if informative(text) and not GENERIC.match(text) and text.lower() not in " | ".join(named).lower():
             named.append(text)
     # What a header/footer already says is not repeated from the cover.
@@ -144,7 +144,7 @@ def headings(lines_by_page: dict[int, list[Line]], running: set[str] | None = No
     for number, ln in found:
         text = re.sub(r"\s+", " ", ln.text).strip()
         level = styles.index((-round(ln.size), -ln.bold)) + 2
-        if re.match(r"PART [IVX]+\b", text, re.I):
+        if re.match(r"PART [IVX]+\b", text, re.IGNORECASE):
             level = 0
         elif re.match(r"Item \d+[A-Z]?\.", text):
             level = 1
@@ -160,8 +160,12 @@ def _squash(text: str) -> str:
     return re.sub(r"\s+", "", text).lower()
 
 
-def sections(page_texts: dict[int, str], found: list[tuple[int, str, int]], depth: int = 3) -> list[tuple[int, int, str]]:
-    """``Document.metadata["sections"]`` entries: (page, offset in the page text, "H1 > H2 > H3")."""
+def sections(page_texts: dict[int, str], found: list[tuple[int, str, int]], depth: int = 2) -> list[tuple[int, int, str]]:
+    """``Document.metadata["sections"]`` entries: (page, offset in the page text, "H1 > H2").
+
+    Two levels, not more: on the SEC filings the section part (then three levels) gained no source
+    hits and cost 2.3 points of answer-number recall@5, as the context line takes room from the body
+    (bench/results/sec-ablation.md); a shorter path keeps the heading for less."""
     out: list[tuple[int, int, str]] = []
     stack: list[tuple[int, str]] = []
     pos: dict[int, int] = {}

@@ -23,7 +23,7 @@ import re
 from ingest.pdf_lines import Line, Segment
 from ingest.tables import Table
 
-_FIGURE = re.compile(r"^[-+]?\(?[$€£¥]?\s?\(?-?\d[\d,]*(\.\d+)?\)?\s?%?\)?$|^[—–-]+$|^n/?m$", re.I)
+_FIGURE = re.compile(r"^[-+]?\(?[$€£¥]?\s?\(?-?\d[\d,]*(\.\d+)?\)?\s?%?\)?$|^[—–-]+$|^n/?m$", re.IGNORECASE)
 _YEAR = re.compile(r"^(19|20)\d\d$")
 COLUMN_TOLERANCE = 12.0    # pt: right edges of one column's figures differ by less (")" hangs out)
 MIN_ROWS = 3               # data rows a statement needs
@@ -42,10 +42,7 @@ def _cells(line: Line) -> tuple[list[Segment], list[Segment]] | None:
     merged: list[Segment] = []
     for s in segs:
         t = s.text.strip()
-        if merged and merged[-1].text in ("$", "€", "£", "¥", "(", "$(") and _figure(t):
-            prev = merged.pop()
-            merged.append(Segment(prev.x0, s.x1, prev.text + t))
-        elif merged and t in ("%", ")%", "%)") and _figure(merged[-1].text):
+        if merged and merged[-1].text in ("$", "€", "£", "¥", "(", "$(") and _figure(t) or merged and t in ("%", ")%", "%)") and _figure(merged[-1].text):
             prev = merged.pop()
             merged.append(Segment(prev.x0, s.x1, prev.text + t))
         else:

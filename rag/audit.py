@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from rag.keys import redact_keys
+
 FIELDS = ("key", "route", "status", "client", "collections", "sources", "latency_ms", "reason", "question")
 
 
@@ -43,6 +45,8 @@ class AuditLog:
             raise ValueError(f"audit: unknown fields {sorted(unknown)} (known: {', '.join(FIELDS)})")
         if not self.log_questions:
             fields.pop("question", None)
+        elif isinstance(fields.get("question"), str):
+            fields["question"] = redact_keys(fields["question"])  # a key pasted into a question stays out
         row = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
                **{k: v for k, v in fields.items() if v is not None or k == "key"}}
         line = (json.dumps(row, ensure_ascii=True, default=str) + "\n").encode()

@@ -71,7 +71,7 @@ def context_line(doc_context: dict[str, str], section: str, table: str, parts=CO
     return f"[{line[:MAX_CONTEXT]}]" if line else ""
 
 
-_TABLE_HEAD = re.compile(r"^(Table \d+(?: \(page \d+\))?(?:: [^\n]*)?)\n(\|[^\n]*\|)?", re.M)
+_TABLE_HEAD = re.compile(r"^(Table \d+(?: \(page \d+\))?(?:: [^\n]*)?)\n(\|[^\n]*\|)?", re.MULTILINE)
 
 
 def chunk_id(source: str, index: int, text: str) -> str:

@@ -36,6 +36,13 @@ from rag.errors import ConfigError
 
 PREFIX = "rtk_"
 _KEY = re.compile(r"^rtk_([0-9a-f]{10})_([A-Za-z0-9_-]{43})$")
+_KEY_ANYWHERE = re.compile(r"rtk_[0-9a-f]{10}_[A-Za-z0-9_-]{8,}")
+
+
+def redact_keys(text: str) -> str:
+    """Replace anything shaped like a key (a client may paste one into any field, and error
+    messages quote fields) with ``rtk_***``."""
+    return _KEY_ANYWHERE.sub("rtk_***", text)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 _DURATION = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

@@ -45,7 +45,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag.access import ANONYMOUS, Principal, require_admin, resolve, write_target
 from rag.errors import RagtuneError, redact
-from rag.keys import KeyStore
+from rag.keys import KeyStore, redact_keys
 from rag.server_auth import AuthGate, note, principal_of
 from rag.server_http import BodyLimit, error_reply, field_message, sources_header, sse, status_of, usage
 from rag.server_models import AskIn, ChatIn, ErrorOut, IngestIn, RetrieveIn, text_of
@@ -145,7 +145,7 @@ def create_app(rag: Any, *, ingest_root: str | Path | list[str | Path] | None = 
                     yield sse({"text": piece}, "token")
                 yield sse(streaming.answer.to_dict(), "answer")
             except RagtuneError as e:
-                yield sse({"detail": redact(str(e)), "type": type(e).__name__}, "error")
+                yield sse({"detail": redact_keys(redact(str(e))), "type": type(e).__name__}, "error")
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
@@ -225,6 +225,8 @@ def create_app(rag: Any, *, ingest_root: str | Path | list[str | Path] | None = 
         target = write_target(who, collection, auth=who is not ANONYMOUS)
         note(request.scope, collections=[target] if target else None)
         name = Path(filename.replace("\\", "/")).name
+        if redact_keys(name) != name:  # saved on disk and echoed back: never under a key's name
+            raise HTTPException(400, "filename: looks like an API key; rename the file")
         if not name or name.startswith(".") or not re.fullmatch(r"[\w.\- ()]{1,200}", name):
             raise HTTPException(400, f"filename: '{filename[:200]}' is not a usable file name (letters, "
                                      "digits, '.', '-', '_' only; at most 200 characters)")
@@ -296,7 +298,7 @@ def create_app(rag: Any, *, ingest_root: str | Path | list[str | Path] | None = 
                 if include_usage:
                     yield chunk(None, usage=usage(a))
             except RagtuneError as e:
-                error = {"message": redact(str(e)), "type": type(e).__name__}
+                error = {"message": redact_keys(redact(str(e))), "type": type(e).__name__}
                 yield sse({"error": error})
             yield "data: [DONE]\n\n"
 

@@ -19,11 +19,13 @@ record when the response has been sent (for a stream: after its last event).
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any
 
 from rag.access import ANONYMOUS, Principal
 from rag.audit import AuditLog
+from rag.errors import RagtuneError
 from rag.keys import KeyStore
 from rag.ratelimit import RateLimiter
 from rag.server_http import error_body
@@ -78,7 +80,12 @@ class AuthGate:
         if wait:
             return await self._refuse(scope, send, 429, f"too many failed authentications from {client}; "
                                       f"retry in {wait} s", started, record, retry=wait, reason="blocked")
-        who, why = self.keys.verify(_bearer(scope))
+        try:
+            who, why = self.keys.verify(_bearer(scope))
+        except RagtuneError as e:  # e.g. server.secret readable by others: refuse all, say why in the log only
+            print(f"error: {e}", file=sys.stderr)
+            return await self._refuse(scope, send, 503, "the server's key store is unusable; its log says why",
+                                      started, record, reason="keystore")
         if who is None:
             self.failures.take(client)
             return await self._refuse(scope, send, 401, _REASONS[why], started, record, reason=why)

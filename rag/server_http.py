@@ -12,6 +12,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from rag.access import AccessDenied
+from rag.keys import redact_keys
 from rag.errors import ConfigError, DataError, LLMError, ModelNotFoundError, RagtuneError, StoreError
 
 SOURCES_HEADER = "X-Ragtune-Sources"
@@ -82,7 +83,8 @@ class AsciiJSON(JSONResponse):
     """Error replies: ASCII-escaped, so a message quoting odd input can always be encoded."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=True, default=str).encode("ascii")
+        # every field, not only the message: validators quote what the client sent
+        return redact_keys(json.dumps(content, ensure_ascii=True, default=str)).encode("ascii")
 
 
 def error_body(path: str, status: int, message: str, *, kind: str | None = None, code: str | None = None,
@@ -90,6 +92,7 @@ def error_body(path: str, status: int, message: str, *, kind: str | None = None,
     """``{"detail": message}`` (plus ``type`` for ragtune errors); under ``/v1/`` also OpenAI's
     ``{"error": {"message", "type", "param", "code"}}``, which the openai client reads into
     ``e.message``, ``e.param`` and ``e.type``."""
+    message = redact_keys(message)  # messages quote fields, and a client may have pasted its key into one
     body: dict[str, Any] = {"detail": message, **({"type": kind} if kind else {}), **extra}
     if path.startswith("/v1/"):
         field = _FIELD.match(message)

@@ -105,11 +105,13 @@ class Settings(_Section):
     embedder_precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="Embedder matmul precision; 'auto' = bf16 autocast on CPUs with AMX/AVX512-BF16 "
                                "(bench/results/LATEST.md has its speed and quality figures).")
-    embedder_backend: Literal["torch", "openvino"] = Field(
+    embedder_backend: Literal["auto", "torch", "openvino"] = Field(
         "torch", description="Embedder runtime: 'openvino' runs an export built once in models_dir/exports "
-                             "(pip install 'ragtune[openvino]'); docs/embedders.md compares them.")
-    embedder_quantization: Literal["none", "int8"] = Field(
-        "none", description="'int8' = static int8 (openvino backend only), calibrated on your first chunks.")
+                             "(pip install 'ragtune[openvino]'); 'auto' = openvino on CPUs where it is "
+                             "installed, else torch. docs/embedders.md compares them.")
+    embedder_quantization: Literal["auto", "none", "int8"] = Field(
+        "none", description="'int8' = static int8 (openvino backend only), calibrated on your first chunks; "
+                            "'auto' = what the bench picked for the backend (docs/embedders.md).")
     embedder_threads: int | None = Field(None, gt=0, description="CPU threads for the embedder (default: the runtime's).")
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from ingest import ocr, pdf_context, statements, tables
 from ingest.layout import strip_running
-from ingest.pdf_lines import page_lines
 from ingest.loaders import LoadError
+from ingest.pdf_lines import page_lines
 from rag.settings import IngestSettings
 from rag.types import Document, Page
 
@@ -126,10 +126,7 @@ def load_pdf(path: Path, settings: IngestSettings) -> Document:
                                 warnings.append(f"page {i + 1}: scanned upside down or sideways; "
                                                 f"turned {read.rotated} degrees before OCR")
                     if (i + 1) not in ocr_pages and readable:
-                        lines[i + 1] = page_lines(page)
-                        last = found.get(i, [None])[-1]   # a statement may run on from the page before
-                        if mine := statements.find(lines[i + 1], i + 1, page.get_size(), last):
-                            found[i + 1] = mine
+                        _layout(page, i + 1, lines, found, warnings)
                         if tables.may_have_table(page):
                             candidates.append(i + 1)
                     texts.append(text)
@@ -177,6 +174,18 @@ def load_pdf(path: Path, settings: IngestSettings) -> Document:
     pages = [p for p in pages if p.number not in set(empty)]
     meta = {"format": "pdf", "pages": total, "stats": stats}
     return Document(str(path), pages, _context(meta, info, cover, running_lines, lines, pages), warnings)
+
+
+def _layout(page, number: int, lines: dict, found: dict, warnings: list[str]) -> None:
+    """Text lines (for headings) and statement tables of one page; a failure loses only those."""
+    try:
+        lines[number] = page_lines(page)
+        last = found.get(number - 1, [None])[-1]   # a statement may run on from the page before
+        if mine := statements.find(lines[number], number, page.get_size(), last):
+            found[number] = mine
+    except Exception as e:  # noqa: BLE001 - the page text is already read; keep it
+        warnings.append(f"page {number}: layout analysis failed ({e.__class__.__name__}); "
+                        "headings and statement tables of this page not read")
 
 
 def _metadata(pdf) -> dict:

@@ -58,7 +58,11 @@ class PgManifest:
             self.db = psycopg.connect(**self._conninfo, autocommit=True)
         except psycopg.OperationalError as e:
             raise StoreError(f"cannot open the manifest in {redact(store_uri)}: {e}") from e
-        self.db.execute(sql.SQL("""CREATE TABLE IF NOT EXISTS {} (
+        # Two machines starting at once would race in CREATE TABLE IF NOT EXISTS (a unique-violation
+        # on the catalog): serialise it on an advisory lock named after the table.
+        with self.db.transaction():
+            self.db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{cfg['table']}_manifest",))
+            self.db.execute(sql.SQL("""CREATE TABLE IF NOT EXISTS {} (
             collection text NOT NULL, path text NOT NULL, source text NOT NULL, size bigint, mtime_ns bigint,
             hash text, fingerprint text, chunks integer, status text NOT NULL, reason text NOT NULL DEFAULT '',
             owner text, lease_until double precision, updated double precision,
@@ -111,22 +115,27 @@ class PgManifest:
             stored these bytes with this fingerprint; ("busy", row) while another live run holds it.
         """
         now = time.time()
+        mine = (*self._values(Entry(*[getattr(e, c) for c in _COLS[:7]], "pending", "", e.collection)),
+                self.owner, now + LEASE_S, now)
         with self._lock, self._wrap(), self.db.transaction():
-            row = self.db.execute(self._s("SELECT {cols}, owner, lease_until FROM {t} WHERE collection=%s AND path=%s "
-                                          "FOR UPDATE"), (e.collection, e.path)).fetchone()
-            if row is not None:
+            # A new file: the first INSERT wins; a concurrent one waits for it, then does nothing
+            # (SELECT ... FOR UPDATE alone cannot lock a row that does not exist yet).
+            fresh = self.db.execute(self._s(
+                "INSERT INTO {t} ({cols}, owner, lease_until, updated) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                "%s, %s, %s, %s) ON CONFLICT (collection, path) DO NOTHING RETURNING 1"), mine).fetchone()
+            if fresh is None:
+                row = self.db.execute(self._s("SELECT {cols}, owner, lease_until FROM {t} WHERE collection=%s "
+                                              "AND path=%s FOR UPDATE"), (e.collection, e.path)).fetchone()
                 old, owner, until = Entry(*row[:10]), row[10], row[11]
                 if old.status == "done" and (old.hash, old.fingerprint) == (e.hash, e.fingerprint):
                     return "done", old
                 if old.status == "pending" and owner not in (None, self.owner) and (until or 0) > now \
                         and _alive(owner):
                     return "busy", old
-            self.db.execute(self._s(
-                "INSERT INTO {t} ({cols}, owner, lease_until, updated) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                "%s, %s, %s, %s) ON CONFLICT (collection, path) DO UPDATE SET {sets}, owner=EXCLUDED.owner, "
-                "lease_until=EXCLUDED.lease_until, updated=EXCLUDED.updated"),
-                (*self._values(Entry(*[getattr(e, c) for c in _COLS[:7]], "pending", "", e.collection)),
-                 self.owner, now + LEASE_S, now))
+                self.db.execute(self._s(
+                    "UPDATE {t} SET source=%s, size=%s, mtime_ns=%s, hash=%s, fingerprint=%s, chunks=%s, "
+                    "status=%s, reason=%s, owner=%s, lease_until=%s, updated=%s WHERE collection=%s AND path=%s"),
+                    (*mine[1:9], *mine[10:], e.collection, e.path))
         self._start_renewer()
         return "ok", None
 

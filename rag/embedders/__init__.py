@@ -71,6 +71,24 @@ BACKENDS: dict[str, str] = {
 }
 
 
+# What ``auto`` quantization means per backend: the fastest runtime within the quality gates of
+# bench/results/embedders.md (docs/embedders.md).
+AUTO_QUANTIZATION = {"torch": "none", "openvino": "int8"}
+
+
+def resolve_runtime(backend: str, quantization: str, device: str = "cpu") -> tuple[str, str]:
+    """``auto`` -> a concrete (backend, quantization): openvino on the CPU when it is installed
+    (``pip install 'ragtune[openvino]'``), torch otherwise (and on GPUs)."""
+    import importlib.util
+
+    if backend == "auto":
+        installed = all(importlib.util.find_spec(m) is not None for m in ("openvino", "nncf", "tokenizers"))
+        backend = "openvino" if device == "cpu" and installed else "torch"
+    if quantization == "auto":
+        quantization = AUTO_QUANTIZATION.get(backend, "none")
+    return backend, quantization
+
+
 def open_embedder(spec: str, *, device: str = "cpu", precision: str = "auto", backend: str = "torch",
                   quantization: str = "none", cache_dir: str | Path | None = None,
                   threads: int | None = None, log=None) -> Embedder:
@@ -86,6 +104,9 @@ def open_embedder(spec: str, *, device: str = "cpu", precision: str = "auto", ba
         ConfigError: an unknown backend, or a backend/quantization the spec cannot use.
     """
     prefix, rest = parse_spec(spec)
+    if prefix != "st" and backend == "auto" and quantization == "auto":
+        backend, quantization = "torch", "none"   # runtimes apply to sentence-transformers models only
+    backend, quantization = resolve_runtime(backend, quantization, device)
     if backend not in BACKENDS:
         raise ConfigError(f"unknown embedder backend '{backend}' (known: {', '.join(BACKENDS)})")
     if prefix != "st" and (backend != "torch" or quantization != "none"):

@@ -77,11 +77,12 @@ def test_serve_listens_on_loopback_only_by_default(tmp_path):
     assert f"serving on http://127.0.0.1:{port}" in err and "warning" not in err
 
 
-def test_binding_elsewhere_warns(monkeypatch, capsys):
+def test_binding_elsewhere_needs_auth_or_an_explicit_insecure_flag(monkeypatch, capsys):
     import uvicorn
 
     from rag.__main__ import main as rag_main
     from rag.commands import serve
+    from rag.keys import KeyStore
 
     seen = {}
     # neither binds nor serves: this test is about what the command asks for and prints
@@ -90,9 +91,22 @@ def test_binding_elsewhere_warns(monkeypatch, capsys):
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: seen.update(sockets=len(sockets)))
     assert rag_main(["serve"]) == 0
     assert seen == {"host": "127.0.0.1", "port": 8000, "sockets": 1}
-    assert "warning" not in capsys.readouterr().err
+    assert "warning" not in capsys.readouterr().err.lower()
+    for host in ("0.0.0.0", "::", "192.168.1.20", "myhost.example"):
+        seen.clear()
+        assert rag_main(["serve", "--host", host]) == 2  # refused before anything is bound
+        err = capsys.readouterr().err
+        assert seen == {} and err.startswith(f"error: refusing to listen on {host} without authentication"), err
+        assert "python -m rag keys create" in err and "--insecure-no-auth" in err
+    assert rag_main(["serve", "--host", "0.0.0.0", "--insecure-no-auth"]) == 0
+    err = capsys.readouterr().err
+    assert seen["host"] == "0.0.0.0" and "WARNING: --insecure-no-auth" in err and "WITHOUT AUTHENTICATION" in err
+    assert rag_main(["serve", "--host", "0.0.0.0", "--auth"]) == 0
+    assert "authentication on" in capsys.readouterr().err
+    KeyStore(".ragtune").create("ops", "admin", [])  # the data dir of this test (conftest chdir)
     assert rag_main(["serve", "--host", "0.0.0.0"]) == 0
-    assert seen["host"] == "0.0.0.0" and "warning: listening on 0.0.0.0" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "authentication on (keys exist)" in err and "warning" not in err.lower()
 
 
 def test_serve_on_a_taken_port_is_one_error_line(tmp_path):

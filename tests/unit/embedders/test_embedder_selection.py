@@ -149,3 +149,20 @@ def test_calibration_prefers_the_users_text():
     assert counts == {"user_passages": 2, "shipped_passages": 8}
     texts, counts = calibration_texts([f"t{i}" for i in range(50)], n=20)
     assert counts == {"user_passages": 20, "shipped_passages": 0}
+
+
+def test_auto_runtime(monkeypatch):
+    import importlib.util
+
+    from rag.embedders import AUTO_QUANTIZATION, resolve_runtime
+
+    assert resolve_runtime("torch", "auto") == ("torch", "none")
+    assert resolve_runtime("auto", "none", "cuda") == ("torch", "none")      # OpenVINO here runs on CPUs only
+    if importlib.util.find_spec("openvino") and importlib.util.find_spec("nncf"):
+        assert resolve_runtime("auto", "auto") == ("openvino", AUTO_QUANTIZATION["openvino"])
+    # Without the extra installed (simulated: it is installed in the dev environment), auto is torch.
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    assert resolve_runtime("auto", "auto") == ("torch", "none")
+    s = load_settings(env={"RAGTUNE_EMBEDDER_BACKEND": "auto", "RAGTUNE_EMBEDDER_QUANTIZATION": "auto"})
+    assert (s.embedder_backend, s.embedder_quantization) == ("auto", "auto")

@@ -40,11 +40,11 @@ def _unmapped_pdf(path):
     objs = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Resources << /Font << /F1 4 0 R >> >> "
-        b"/Contents 6 0 R >>",
-        b"<< /Type /Font /Subtype /Type3 /FontBBox [0 0 10 10] /FontMatrix [0.1 0 0 0.1 0 0] "
-        b"/CharProcs << /g1 5 0 R /g2 5 0 R /g3 5 0 R >> /Encoding << /Type /Encoding /Differences [1 /g1 /g2 /g3] >> "
-        b"/FirstChar 1 /LastChar 3 /Widths [12 12 12] >>",
+        (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Resources << /Font << /F1 4 0 R >> >> "
+         b"/Contents 6 0 R >>"),
+        (b"<< /Type /Font /Subtype /Type3 /FontBBox [0 0 10 10] /FontMatrix [0.1 0 0 0.1 0 0] "
+         b"/CharProcs << /g1 5 0 R /g2 5 0 R /g3 5 0 R >> /Encoding << /Type /Encoding /Differences [1 /g1 /g2 /g3] >> "
+         b"/FirstChar 1 /LastChar 3 /Widths [12 12 12] >>"),
         b"<< /Length %d >>\nstream\n" % len(glyph) + glyph + b"\nendstream",
         b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
     ]
