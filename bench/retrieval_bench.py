@@ -313,21 +313,34 @@ def squad(quick: bool, log=print, weight: float | None = None, precision: str = 
 # Embedder runtimes compared on the quality gates (docs/embedders.md); torch fp32 is the reference.
 RUNTIMES = {
     "torch fp32": ("float32", {"embedder_backend": "torch"}),
-    "torch bf16": ("bfloat16", {"embedder_backend": "torch"}),
-    "openvino bf16": ("bfloat16", {"embedder_backend": "openvino"}),
     "openvino int8": ("auto", {"embedder_backend": "openvino", "embedder_quantization": "int8"}),
+    "openvino bf16": ("bfloat16", {"embedder_backend": "openvino"}),
+    "torch bf16": ("bfloat16", {"embedder_backend": "torch"}),
 }
 CROSS = ("openvino int8", "torch fp32")   # mixed runtimes: may an int8 embedder search a float index?
 
 
-def runtimes_quality(quick: bool, log=print) -> dict:
-    """SciFact nDCG@10 and SQuAD hit@5/MRR per embedder runtime, plus the cross-runtime pairs."""
+def runtimes_quality(quick: bool, log=print, runtimes=None, on_step=None) -> dict:
+    """SciFact nDCG@10 and SQuAD hit@5/MRR per embedder runtime, plus the cross-runtime pairs.
+
+    ``on_step(partial)`` is called after each runtime, so a long run interrupted keeps its figures."""
     out: dict = {"scifact": {}, "squad": {}, "cross": {}}
-    for name, (prec, rt) in RUNTIMES.items():
+    sub = scifact_data("first1000", *((300, 1500) if quick else (0, 0)))
+    out["scifact_size"] = {"queries": len(sub[2]), "docs": len(sub[0])}
+    on_step = on_step or (lambda partial: None)
+    for name in runtimes or RUNTIMES:
+        prec, rt = RUNTIMES[name]
         log(f"  retrieval: runtime {name}")
         out["scifact"][name] = scifact(quick, "first1000", log, langchain=False, precision=prec, tune=False,
                                        runtime=rt)["methods"]
         out["squad"][name] = squad(quick, log, precision=prec, runtime=rt)["methods"]
+        on_step(out)
+        if all(c in out["scifact"] for c in CROSS) and not out["cross"]:
+            _cross(quick, out, log, on_step)   # as soon as both indexes exist
+    return out
+
+
+def _cross(quick: bool, out: dict, log, on_step) -> None:
     a, b = CROSS
     for index, queries in ((b, a), (a, b)):
         (pi, ri), (pq, rq) = RUNTIMES[index], RUNTIMES[queries]
@@ -337,9 +350,7 @@ def runtimes_quality(quick: bool, log=print) -> dict:
             "scifact": scifact(quick, "first1000", log, langchain=False, precision=pi, tune=False, runtime=ri,
                                query_runtime={"embedder_precision": pq, **rq})["methods"],
             "squad": squad(quick, log, precision=pi, runtime=ri, query_runtime={"embedder_precision": pq, **rq})["methods"]}
-    sub = scifact_data("first1000", *((300, 1500) if quick else (0, 0)))
-    out["scifact_size"] = {"queries": len(sub[2]), "docs": len(sub[0])}
-    return out
+        on_step(out)
 
 
 def bench(quick: bool, text_mode: str | None = None, log=print) -> dict:
@@ -355,7 +366,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="300 SciFact queries over 1,500 abstracts; 300 SQuAD questions")
     p.add_argument("--scifact-text", choices=["first1000", "full"])
+    p.add_argument("--runtimes", metavar="OUT.json", type=Path,
+                   help="only the embedder-runtime quality gates (SciFact subset, SQuAD sample), written to OUT.json "
+                        "after every runtime")
     a = p.parse_args(argv)
+    if a.runtimes:
+        def dump(partial):
+            a.runtimes.write_text(json.dumps(partial, indent=1))
+        dump(runtimes_quality(True, log=lambda m: print(m, file=sys.stderr), on_step=dump))
+        return 0
     print(json.dumps(bench(a.quick, a.scifact_text, log=lambda m: print(m, file=sys.stderr)), indent=1))
     return 0
 

@@ -22,6 +22,7 @@ _DATE = r"([A-Z][a-z]+\.? \d{1,2}, ?\d{4})"
 _FORM = re.compile(r"\bFORM\s+(10-Q|10-K|20-F|40-F|8-K|6-K|S-1|N-CSR)\b", re.IGNORECASE)
 _PERIOD = re.compile(r"for the (quarterly period|fiscal year|year|quarter|transition period) ended\s+" + _DATE, re.IGNORECASE)
 _MAJOR = re.compile(r"(PART [IVX]+|Item \d+[A-Z]?\.|Note \d+)\b", re.IGNORECASE)
+_TABLE_TITLE = re.compile(r"^Table \d+ \(page \d+\): ")
 _NUMERIC = re.compile(r"^[-+($€£¥]*[\d.,]+\)?%?$|^[—–-]$")
 
 
@@ -119,11 +120,14 @@ def headings(lines_by_page: dict[int, list[Line]], running: set[str] | None = No
         for i, ln in enumerate(lines):
             text = ln.text.strip()
             bold_run = bold_run + 1 if ln.bold else 0
-            letters = sum(c.isalpha() for c in text)
-            if (len(ln.segments) > 1 or len(text) > MAX_HEADING or letters < 3 or letters < len(text) / 2 or _is_data(ln)
-                    or GENERIC.match(text) or line_key(text) in running or text.endswith((",", ";"))):
+            # Style first (cheap, and it rules out most lines), then what the words look like.
+            if len(text) > MAX_HEADING or len(ln.segments) > 1:
                 continue
             if not (ln.size >= body * 1.12 or (ln.bold and (len(text) < 90 or _MAJOR.match(text)))):
+                continue
+            letters = sum(c.isalpha() for c in text)
+            if (letters < 3 or letters < len(text) / 2 or _is_data(ln)
+                    or GENERIC.match(text) or line_key(text) in running or text.endswith((",", ";"))):
                 continue
             nxt = lines[i + 1] if i + 1 < len(lines) else None
             if ln.bold and ln.size < body * 1.12 and nxt is not None and nxt.bold and len(nxt.text) > MAX_HEADING:
@@ -138,7 +142,10 @@ def headings(lines_by_page: dict[int, list[Line]], running: set[str] | None = No
             found.append((number, Line(ln.top, ln.bottom, ln.size, ln.bold, list(ln.segments))))
     # A style seen only on the first page (a cover's or title page's lettering) heads no section.
     later = {(-round(ln.size), -ln.bold) for number, ln in found if number > 1}
-    found = [(n, ln) for n, ln in found if n > 1 or (-round(ln.size), -ln.bold) in later or not later]
+    # So does capitals-only lettering on the first page ("UNITED STATES SECURITIES AND EXCHANGE
+    # COMMISSION", "FORM 10-Q"): a cover, whose words the title and identity already carry.
+    found = [(n, ln) for n, ln in found
+             if n > 1 or not later or ((-round(ln.size), -ln.bold) in later and not ln.text.isupper())]
     styles = sorted({(-round(ln.size), -ln.bold) for _, ln in found})
     out = []
     for number, ln in found:
@@ -177,7 +184,8 @@ def sections(page_texts: dict[int, str], found: list[tuple[int, str, int]], dept
         offset = None
         start = pos.get(number, 0)
         for m in re.finditer(r"[^\n]+", page[start:]):
-            got = _squash(m.group(0))
+            # A statement's title now opens its table block: "Table 2 (page 6): Consolidated ...".
+            got = _squash(_TABLE_TITLE.sub("", m.group(0)))
             # PDFium may wrap the heading differently: its first line starts it, or it starts the line.
             if got and (got.startswith(want) or (len(got) >= 8 and want.startswith(got[:40]))):
                 offset = start + m.start()

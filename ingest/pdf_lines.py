@@ -126,3 +126,47 @@ def _group(chars) -> list[Line]:
         if line.segments:
             lines.append(line)
     return lines
+
+
+def text_lines(page, textpage=None) -> list[Line]:
+    """Cheap lines for finding headings: PDFium's own text lines, each one segment, its extent from
+    its first and last glyph and its size and font from the middle one (a few calls per line instead
+    of four per character: the full :func:`page_lines` runs only where statement tables may be)."""
+    import re
+
+    from pypdfium2 import raw
+
+    height = page.get_size()[1]
+    own = textpage is None
+    textpage = textpage or page.get_textpage()
+    out: list[Line] = []
+    try:
+        tp = textpage.raw
+        text = textpage.get_text_range()   # index i is character i (PDFium's generated breaks included)
+        left, right, bottom, top = (ctypes.c_double() for _ in range(4))
+        name = ctypes.create_string_buffer(128)
+        for m in re.finditer(r"[^\r\n]+", text):
+            raw_line = m.group(0)
+            body = raw_line.strip()
+            if not body:
+                continue
+            first = m.start() + len(raw_line) - len(raw_line.lstrip())
+            last = m.start() + len(raw_line.rstrip()) - 1
+            boxes = []
+            for i in (first, last):
+                if raw.FPDFText_GetCharBox(tp, i, left, right, bottom, top):
+                    boxes.append((left.value, right.value, height - top.value, height - bottom.value))
+            if not boxes:
+                continue
+            mid = (first + last) // 2
+            size = raw.FPDFText_GetFontSize(tp, mid) or (boxes[0][3] - boxes[0][2])
+            bold = 0.0
+            if len(body) <= MAX_HEADING:
+                n = raw.FPDFText_GetFontInfo(tp, mid, name, 128, None)
+                bold = 1.0 if n and any(b in name.value.lower() for b in _BOLD_NAMES) else 0.0
+            out.append(Line(min(b[2] for b in boxes), max(b[3] for b in boxes), round(size, 1), bold,
+                            [Segment(boxes[0][0], boxes[-1][1], body)]))
+    finally:
+        if own:
+            textpage.close()
+    return out

@@ -31,6 +31,21 @@ MAX_HEADER_LINES = 5
 MAX_CAPTION_LINES = 4
 
 
+_DATE_END = re.compile(r"\b\d{1,2}, ?(19|20)\d\d$")
+_ROW_END = re.compile(r"\S\s+\(?[$€£¥]?\s?\(?-?\d[\d,.]*\)?%?\s+\(?[$€£¥]?\s?\(?-?\d[\d,.]*\)?%?\s*$|\s[—–-]\s*$")
+
+
+def may_hold(text: str) -> bool:
+    """Cheap test on a page's plain text: three or more lines ending in two figures (or a dash), not
+    counting sentences and dates ("dated June 12, 2020.")."""
+    rows = 0
+    for line in text.splitlines():
+        line = line.rstrip()
+        if _ROW_END.search(line) and not line.endswith(".") and not _DATE_END.search(line):
+            rows += 1
+    return rows >= MIN_ROWS
+
+
 def _figure(text: str) -> bool:
     return bool(_FIGURE.match(text.replace(" ", ""))) and not _YEAR.match(text.strip())
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ class AuditLog:
             fields.pop("question", None)
         elif isinstance(fields.get("question"), str):
             fields["question"] = redact_keys(fields["question"])  # a key pasted into a question stays out
-        row = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        row = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"),
                **{k: v for k, v in fields.items() if v is not None or k == "key"}}
         line = (json.dumps(row, ensure_ascii=True, default=str) + "\n").encode()
         with self._lock:

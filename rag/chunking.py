@@ -208,8 +208,9 @@ def split_document(doc: Document, chunk_size: int = DEFAULT_CHUNK_SIZE, chunk_ov
         return TextPiece(f"{line}\n{text}" if line else text, numbers[page_index(offset)] if numbers else 0,
                          offset, meta, line)
 
-    # The context line comes on top of the body: leave room for it so a chunk stays near chunk_size.
-    reserve = min(chunk_size // 3, len(context_line(doc_context, "", "", context)) + 60) if context else 0
+    # The context line comes on top of the body: leave room for its document part so a chunk stays
+    # near chunk_size (the section part varies; the token check below catches what goes over).
+    reserve = min(chunk_size // 3, len(context_line(doc_context, "", "", context))) if context else 0
     pieces = [piece(t, s) for t, s in split_text(joined, chunk_size - reserve, chunk_overlap)]
     if max_tokens and count_tokens and pieces:
         pieces = _fit_tokens(pieces, max_tokens, count_tokens, chunk_overlap, piece)

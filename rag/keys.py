@@ -27,7 +27,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,7 @@ class KeyInfo:
 
 
 def _iso(t: float | None) -> str | None:
-    return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
+    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
 
 
 def parse_expiry(text: str | None, now: float | None = None) -> float | None:
@@ -100,7 +100,7 @@ def parse_expiry(text: str | None, now: float | None = None) -> float | None:
     if when is None:
         raise ConfigError(f"expires: {text!r} is not a duration or date (e.g. 30d, 12h, 90m, 2w, 2027-01-31)")
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     if when.timestamp() <= now:
         raise ConfigError(f"expires: {text!r} is in the past")
     return when.timestamp()

@@ -12,6 +12,7 @@
                                        ``"collection"?`` to write into
 ``POST /ingest/upload?filename=NAME``  the raw file as the body (``&collection=C``); saved under
                                        DATA_DIR/uploads, ingested
+``GET|POST /keys``, ``DELETE /keys/N``  key management, admins only, with authentication on
 ``GET /v1/models``                     one model, ``ragtune``
 ``POST /v1/chat/completions``          OpenAI chat format, stream or not; the last user message is the
                                        question, earlier turns are history; ``sources`` is added, and
@@ -48,6 +49,7 @@ from rag.errors import RagtuneError, redact
 from rag.keys import KeyStore, redact_keys
 from rag.server_auth import AuthGate, note, principal_of
 from rag.server_http import BodyLimit, error_reply, field_message, sources_header, sse, status_of, usage
+from rag.server_keys import add_key_routes
 from rag.server_models import AskIn, ChatIn, ErrorOut, IngestIn, RetrieveIn, text_of
 
 MODEL_NAME = "ragtune"
@@ -76,6 +78,7 @@ def create_app(rag: Any, *, ingest_root: str | Path | list[str | Path] | None = 
     app.add_middleware(BodyLimit, limit=int(settings.server.max_request_bytes))
     mode = "on" if auth == "on" or settings.auth.required else auth
     app.add_middleware(AuthGate, keys=KeyStore(settings.data_dir), settings=settings, mode=mode)  # outermost
+    add_key_routes(app, KeyStore(settings.data_dir))  # GET/POST /keys, DELETE /keys/{name}
     app.state.rag = rag
 
     @app.exception_handler(RagtuneError)

@@ -12,8 +12,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from rag.access import AccessDenied
-from rag.keys import redact_keys
 from rag.errors import ConfigError, DataError, LLMError, ModelNotFoundError, RagtuneError, StoreError
+from rag.keys import redact_keys
 
 SOURCES_HEADER = "X-Ragtune-Sources"
 SOURCES_HEADER_BYTES = 4096  # proxies refuse larger header blocks (nginx buffers 4-8 KiB by default)

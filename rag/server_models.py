@@ -173,6 +173,15 @@ class IngestIn(_Body):
         return self
 
 
+class KeyIn(_Body):
+    """``POST /keys`` (rag/server_keys.py): what ``python -m rag keys create`` takes."""
+
+    name: str = Field(max_length=64)
+    role: Literal["reader", "writer", "admin"]
+    collections: list[str] = Field(default_factory=list, max_length=64)
+    expires: str | None = Field(None, max_length=40, description="30d, 12h, 90m, 2w, or an ISO date")
+
+
 class StreamOptions(BaseModel):
     include_usage: bool = False
 

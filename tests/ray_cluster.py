@@ -189,3 +189,6 @@ def pg_table():
     s = PgVectorStore(uri)
     s.drop()
     s.close()
+    with psycopg.connect(host="127.0.0.1", port=int(PG_PORT), user="postgres", dbname="ragtune",
+                         autocommit=True) as conn:  # the shared ingest manifest beside the chunks
+        conn.execute(f"DROP TABLE IF EXISTS {uri.rsplit('=', 1)[1]}_manifest")

@@ -45,7 +45,7 @@ def sign_in(settings: Settings) -> Principal:
             _signed_in_box(who)
             return who
         if key:  # revoked or expired since sign-in: drop what it was shown, too
-            st.session_state["messages"] = []
+            _forget()
         st.session_state.pop(_KEY, None)
         st.session_state.pop(_WHO, None)
         _form(store, settings, why if key else None)
@@ -86,8 +86,15 @@ def _signed_in_box(who: Principal) -> None:
     if sb.button("Sign out", key="sign_out"):
         st.session_state.pop(_KEY, None)
         st.session_state.pop(_WHO, None)
-        st.session_state["messages"] = []
+        _forget()
         st.rerun()
+
+
+def _forget() -> None:
+    """Drop what the previous key was shown (answers, the last ingest report), so the next key
+    signing in to this browser session does not see it."""
+    st.session_state["messages"] = []
+    st.session_state.pop("last_ingest", None)
 
 
 def _plain(text: str) -> str:

@@ -12,8 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 
 import streamlit as st
 
-from ui import access  # noqa: E402 - after the path fix above
-from ui.components import base_settings, show_error  # noqa: E402
+from ui import access
+from ui.components import base_settings, show_error
 
 st.set_page_config(page_title="ragtune", page_icon=":material/forum:", layout="wide")
 try:

@@ -7,12 +7,13 @@ PDFium does not.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ingest import ocr, pdf_context, statements, tables
 from ingest.layout import strip_running
 from ingest.loaders import LoadError
-from ingest.pdf_lines import page_lines
+from ingest.pdf_lines import page_lines, text_lines
 from rag.settings import IngestSettings
 from rag.types import Document, Page
 
@@ -105,11 +106,13 @@ def load_pdf(path: Path, settings: IngestSettings) -> Document:
                     texts.append("")
                     kinds.append(_PLAIN)
                     continue
+                textpage = None
                 try:
-                    text = _page_text(page)
-                    kind = _kind(page)
+                    textpage = page.get_textpage()
+                    text = textpage.get_text_bounded()
                     # Control characters and private-use glyphs are what fonts without a Unicode map give.
                     readable = _readable(text)
+                    kind = _kind(page, textpage) if readable < MIN_PAGE_CHARS else _PLAIN
                     if not readable:
                         text = ""
                     if settings.ocr == "force" or (readable < MIN_PAGE_CHARS and kind != _BLANK and not ocr_reason
@@ -126,7 +129,7 @@ def load_pdf(path: Path, settings: IngestSettings) -> Document:
                                 warnings.append(f"page {i + 1}: scanned upside down or sideways; "
                                                 f"turned {read.rotated} degrees before OCR")
                     if (i + 1) not in ocr_pages and readable:
-                        _layout(page, i + 1, lines, found, warnings)
+                        _layout(page, textpage, text, i + 1, lines, found, warnings)
                         if tables.may_have_table(page):
                             candidates.append(i + 1)
                     texts.append(text)
@@ -136,6 +139,8 @@ def load_pdf(path: Path, settings: IngestSettings) -> Document:
                     texts.append("")
                     kinds.append(_PLAIN)
                 finally:
+                    if textpage is not None:
+                        textpage.close()
                     page.close()
             if candidates or found:
                 n_tables = _add_tables(pdf, path, password, candidates, texts, warnings,
@@ -176,9 +181,15 @@ def load_pdf(path: Path, settings: IngestSettings) -> Document:
     return Document(str(path), pages, _context(meta, info, cover, running_lines, lines, pages), warnings)
 
 
-def _layout(page, number: int, lines: dict, found: dict, warnings: list[str]) -> None:
-    """Text lines (for headings) and statement tables of one page; a failure loses only those."""
+def _layout(page, textpage, text: str, number: int, lines: dict, found: dict, warnings: list[str]) -> None:
+    """Text lines (for headings) and statement tables of one page; a failure loses only those.
+
+    Lines with cell geometry cost ~10x PDFium's text, so only pages whose text has rows of figures
+    get them; the others get PDFium's lines (enough for headings)."""
     try:
+        if not statements.may_hold(text):
+            lines[number] = text_lines(page, textpage)
+            return
         lines[number] = page_lines(page)
         last = found.get(number - 1, [None])[-1]   # a statement may run on from the page before
         if mine := statements.find(lines[number], number, page.get_size(), last):
@@ -216,23 +227,21 @@ def _context(meta: dict, info: dict, cover: str, running: list[str], lines: dict
 _PLAIN, _BLANK, _UNMAPPED = "plain", "blank", "unmapped"
 
 
-def _kind(page) -> str:
+def _kind(page, textpage) -> str:
     from pypdfium2 import raw
 
     if raw.FPDFPage_CountObjects(page.raw) == 0:
         return _BLANK
-    textpage = page.get_textpage()
-    try:
-        # The whole text layer, also what lies outside the page box (that is not shown, not unmapped).
-        chars = textpage.count_chars()
-        unmapped = chars > 0 and not _readable(textpage.get_text_range())
-    finally:
-        textpage.close()
+    # The whole text layer, also what lies outside the page box (that is not shown, not unmapped).
+    unmapped = textpage.count_chars() > 0 and not _readable(textpage.get_text_range())
     return _UNMAPPED if unmapped else _PLAIN
 
 
+_UNREADABLE = re.compile(r"[\s\x00-\x1f\x7f-\x9f\ue000-\uf8ff\ufffd\ufffe\uffff]")
+
+
 def _readable(text: str) -> int:
-    return sum(1 for ch in text if ch.isprintable() and not ch.isspace() and not 0xE000 <= ord(ch) <= 0xF8FF)
+    return len(_UNREADABLE.sub("", text))
 
 
 # (what the page lacks, why) for each kind of empty page: "{n}" becomes "page 3" or "any of its 4 page(s)".

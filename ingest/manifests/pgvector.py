@@ -25,6 +25,9 @@ LEASE_S = 60.0
 _COLS = ("path", "source", "size", "mtime_ns", "hash", "fingerprint", "chunks", "status", "reason", "collection")
 
 
+_OPEN: set[str] = set()  # owners of the manifests open in this process
+
+
 def _alive(owner: str | None) -> bool:
     """Whether the run named ``owner`` may still hold its lease (only a pid on this host can be checked)."""
     if not owner:
@@ -32,8 +35,11 @@ def _alive(owner: str | None) -> bool:
     host, _, rest = owner.partition(":")
     if host != socket.gethostname():
         return True
+    pid = rest.split(":")[0]
+    if pid == str(os.getpid()):
+        return owner in _OPEN  # an earlier run in this process that ended without releasing (an outage)
     try:
-        os.kill(int(rest.split(":")[0]), 0)
+        os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
     except (PermissionError, ValueError):
@@ -54,6 +60,7 @@ class PgManifest:
         self._sql = sql
         self._t = sql.Identifier(f"{cfg['table']}_manifest")
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        _OPEN.add(self.owner)
         try:
             self.db = psycopg.connect(**self._conninfo, autocommit=True)
         except psycopg.OperationalError as e:
@@ -94,6 +101,7 @@ class PgManifest:
         self._q("DELETE FROM {t} WHERE collection=%s AND path=%s", (collection, path))
 
     def close(self) -> None:
+        _OPEN.discard(self.owner)
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join(timeout=5)

@@ -6,6 +6,7 @@ answer's sources.
 
 Examples:
     python -m rag chat
+    python -m rag chat --collection hr --collection handbook
     python -m rag chat --llm hf:smollm2+adapter:.ragtune/adapters/run1 --k 4
 """
 
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace, stdin=None, stdout=None) -> int:
             if message == "/sources":
                 print(format_sources(last) if last else "(no answer yet)", file=out)
                 continue
-            streaming = rag.stream(message, filter=flt, history=history)
+            streaming = rag.stream(message, filter=flt, history=history, collections=args.collection)
             if streaming.standalone_question != message:
                 print(f"(searching for: {streaming.standalone_question})", file=sys.stderr)
             last = print_answer_stream(streaming, out)

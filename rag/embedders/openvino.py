@@ -52,7 +52,7 @@ def model_folder(name: str) -> str:
         from huggingface_hub import snapshot_download
 
         return snapshot_download(path, local_files_only=True)
-    except Exception as e:  # noqa: BLE001 - not cached locally: the same message either way
+    except Exception as e:  # not cached locally: the same message either way
         raise ModelNotFoundError(f"the openvino embedder backend needs '{name}' as a local folder or in the "
                                  f"local hub cache ({e.__class__.__name__}); give a folder path") from e
 

@@ -4,6 +4,7 @@ not what is tested here; which passages reach it is)."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 
@@ -116,7 +117,7 @@ def test_default_collection_behaves_as_before(make_rag, sample_dir):
     assert (hit.id, hit.collection) == (hr_ids[0], "hr")
 
 
-def test_clis_take_collections(make_rag, sample_dir, tmp_path, capsys, quote_llm):
+def test_clis_take_collections(make_rag, sample_dir, tmp_path, capsys, quote_llm, monkeypatch):
     data = tmp_path / ".ragtune"
     only = tmp_path / "legal"
     only.mkdir()
@@ -147,3 +148,9 @@ def test_clis_take_collections(make_rag, sample_dir, tmp_path, capsys, quote_llm
     assert rag_main(["ask", "How do I charge the widget?", "--collection", "hr", "--json",
                      "--llm", quote_llm, "--data-dir", str(data)]) == 0
     assert json.loads(capsys.readouterr().out)["sources"] == []
+
+    others = [p.name for p in sample_dir.iterdir() if p.name != "acme_widget_faq.md"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("What powers does Congress have?\n/sources\n"))
+    assert rag_main(["chat", "--collection", "legal", "--k", "3", "--llm", quote_llm, "--data-dir", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "acme_widget_faq.md" in out and not any(name in out for name in others)

@@ -12,8 +12,8 @@ import pytest
 pytest.importorskip("openvino", reason="the openvino extra is not installed: pip install 'ragtune[openvino]'")
 pytest.importorskip("nncf", reason="the openvino extra is not installed: pip install 'ragtune[openvino]'")
 
-from rag.embedders.export import MANIFEST, verify  # noqa: E402
-from rag.embedders.openvino import OpenVINOEmbedder  # noqa: E402
+from rag.embedders.export import MANIFEST, verify
+from rag.embedders.openvino import OpenVINOEmbedder
 
 pytestmark = pytest.mark.slow
 

@@ -22,12 +22,12 @@ HR = [
     ("hr/reviews.txt", "Performance reviews happen twice a year, in June and December, with the line manager."),
 ]
 LEGAL = [
-    ("legal/merger.txt", "LEGALMARK01 The merger with Northwind Traders closes on 14 February under the code name "
-                         "Bluebird. The purchase price is 310 million."),
-    ("legal/lawsuit.txt", "LEGALMARK02 The lawsuit filed by Contoso over the warehouse lease is settled for "
-                          "4.2 million. Parental leave and salary claims are excluded from the settlement."),
-    ("legal/nda.txt", "LEGALMARK03 Every contractor signs the non-disclosure agreement before the first day. "
-                      "Breaches are reported to the general counsel."),
+    ("legal/merger.txt", ("LEGALMARK01 The merger with Northwind Traders closes on 14 February under the code "
+                          "name Bluebird. The purchase price is 310 million.")),
+    ("legal/lawsuit.txt", ("LEGALMARK02 The lawsuit filed by Contoso over the warehouse lease is settled for "
+                           "4.2 million. Parental leave and salary claims are excluded from the settlement.")),
+    ("legal/nda.txt", ("LEGALMARK03 Every contractor signs the non-disclosure agreement before the first day. "
+                       "Breaches are reported to the general counsel.")),
 ]
 HANDBOOK = [
     ("handbook/office.txt", "The office opens at 8 and closes at 19. Visitors sign in at the front desk."),
@@ -38,8 +38,8 @@ MARK = re.compile(r"LEGALMARK\d+")
 # Questions an attacker holding an hr key would send: legal sentences quoted verbatim (minus the
 # marker), words only legal documents hold, and ordinary hr questions.
 ADVERSARIAL = [
-    "The merger with Northwind Traders closes on 14 February under the code name Bluebird. The purchase price is "
-    "310 million.",
+    ("The merger with Northwind Traders closes on 14 February under the code name Bluebird. The purchase price is "
+     "310 million."),
     "The lawsuit filed by Contoso over the warehouse lease is settled for 4.2 million.",
     "Every contractor signs the non-disclosure agreement before the first day.",
     "Bluebird Northwind merger purchase price general counsel Contoso settlement",

@@ -229,3 +229,50 @@ def test_wrong_key_costs_what_a_right_key_costs(tmp_path):
     store.close()
     med = {k: statistics.median(v) for k, v in times.items()}
     assert max(med.values()) / min(med.values()) < 3.0, med
+
+
+def test_admins_manage_keys_over_http_within_their_own_grant(team, tally):
+    from rag.keys import KeyStore
+
+    url, admin = team.url, team.headers("admin")
+    r = httpx.post(url + "/keys", json={"name": "carol", "role": "reader", "collections": ["hr"], "expires": "1d"},
+                   headers=admin)
+    assert r.status_code == 201 and r.json()["key"].startswith("rtk_") and r.json()["collections"] == ["hr"]
+    carol = {"Authorization": f"Bearer {r.json()['key']}"}
+    assert httpx.get(url + "/collections", headers=carol).json() == {"collections": {"hr": 3}}
+    listed = httpx.get(url + "/keys", headers=admin).json()["keys"]
+    assert "carol" in {k["name"] for k in listed} and not any("key" in k for k in listed)
+    for who in ("hr-reader", "hr-writer"):  # not admins
+        assert httpx.get(url + "/keys", headers=team.headers(who)).status_code == 403
+        assert httpx.post(url + "/keys", json={"name": "x", "role": "admin"}, headers=team.headers(who)).status_code == 403
+    r = httpx.post(url + "/keys", json={"name": "carol", "role": "reader", "collections": ["hr"]}, headers=admin)
+    assert r.status_code == 400 and "exists" in r.json()["detail"]
+
+    # an admin limited to hr cannot grant more than hr, nor see or revoke keys beyond it
+    _, hr_admin = KeyStore(team.rag.settings.data_dir).create("hr-admin", "admin", ["hr"])
+    h = {"Authorization": f"Bearer {hr_admin}"}
+    for body in ({"name": "y", "role": "reader", "collections": ["legal"]}, {"name": "y", "role": "admin"},
+                 {"name": "y", "role": "reader", "collections": ["*"]}):
+        r = httpx.post(url + "/keys", json=body, headers=h)
+        assert r.status_code == 403 and "may grant only hr" in r.json()["detail"], r.text
+    assert {k["name"] for k in httpx.get(url + "/keys", headers=h).json()["keys"]} >= {"carol", "hr-reader"}
+    assert "legal-reader" not in {k["name"] for k in httpx.get(url + "/keys", headers=h).json()["keys"]}
+    assert httpx.delete(url + "/keys/legal-reader", headers=h).status_code == 404
+    assert httpx.delete(url + "/keys/carol", headers=h).json() == {"revoked": "carol"}
+    assert httpx.get(url + "/collections", headers=carol).status_code == 401  # at once
+    tally["requests"] += 17
+
+
+def test_key_routes_are_closed_without_auth(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from rag.server import create_app
+    from tests.reliability._helpers import hash_rag
+
+    rag = hash_rag(data_dir=tmp_path / "d")
+    with TestClient(create_app(rag)) as c:
+        r = c.post("/keys", json={"name": "x", "role": "admin"})
+        listed = c.get("/keys")
+    rag.close()
+    assert r.status_code == 403 and "python -m rag keys create" in r.json()["detail"]
+    assert listed.status_code == 403 and not (tmp_path / "d" / "keys.db").exists()  # auth stays off

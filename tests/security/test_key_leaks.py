@@ -72,13 +72,13 @@ def test_keys_appear_nowhere_but_in_the_request(tmp_path, tally, monkeypatch):
     made = {}
     for name, role in (("alice", "reader"), ("wally", "writer"), ("gone", "reader")):
         out = subprocess.run([sys.executable, "-m", "rag", "keys", "create", "--name", name, "--role", role,
-                              "--collection", "hr"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+                              "--collection", "hr"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
         assert out.returncode == 0, out.stderr
         made[name] = out.stdout.strip()  # the one place a key is shown
     listing = subprocess.run([sys.executable, "-m", "rag", "keys", "list"], env=env, cwd=tmp_path,
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, timeout=60, check=False)
     revoked = subprocess.run([sys.executable, "-m", "rag", "keys", "revoke", "gone"], env=env, cwd=tmp_path,
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, timeout=60, check=False)
     alice, wally, gone = made["alice"], made["wally"], made["gone"]
     wrong = alice[:15] + ("B" if alice[15] == "A" else "A") + alice[16:]
     planted = [alice, wally, gone, wrong]

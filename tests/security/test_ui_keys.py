@@ -20,13 +20,12 @@ APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")
 
 @pytest.fixture
 def ui_team(tmp_path, monkeypatch):
+    from rag.api import RAG
     from rag.keys import KeyStore
     from rag.llms import register, unregister
     from tests.http_helpers import EchoLLM
     from tests.reliability._helpers import register_hash_embedder
     from tests.security.team_helpers import build_index
-
-    from rag.api import RAG
 
     data = tmp_path / ".ragtune"
     spec = register_hash_embedder(monkeypatch)

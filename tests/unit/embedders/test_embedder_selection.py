@@ -6,6 +6,8 @@ real OpenVINO runtime is exercised in tests/integration/test_openvino_backend.py
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 
@@ -20,7 +22,7 @@ from rag.settings import load_settings
 class RuntimeFake:
     """Records how it was opened; vectors depend on the text and (slightly) on the precision."""
 
-    opened: list[dict] = []
+    opened: ClassVar[list[dict]] = []
 
     def __init__(self, name, *, device="cpu", precision="auto", quantization="none", cache_dir=None,
                  threads=None, log=None, backend="openvino"):
@@ -88,6 +90,9 @@ def test_compatibility_rule():
     check_runtime({"embedder": "fake/model"}, RuntimeFake("m"))                    # legacy float index
     float_info = {"embedder_backend": "torch", "embedder_precision": "bfloat16"}
     int8 = RuntimeFake("m", quantization="int8")
+    # A precision this ragtune does not know (an index from a newer version) is never mixed.
+    with pytest.raises(IndexMismatchError, match="in int4, but the current one is openvino in bfloat16"):
+        check_runtime({"embedder_backend": "openvino", "embedder_precision": "int4"}, RuntimeFake("m"))
     if frozenset({"float", "int8"}) in MIXABLE:
         check_runtime(float_info, int8)
     else:
