@@ -8,6 +8,11 @@ RSS of the whole process tree (ragtune parses in a worker process) every 50 ms. 
 subprocess wall time: interpreter start, imports, model load, parse, split, embed, index.
 Pages/s use the same denominator for every pipeline (pages PDFium can open in the corpus).
 
+ragtune also runs with each embedder runtime and core split in ``RAGTUNE_VARIANTS`` (settings
+overrides); the OpenVINO exports they load are built before any timing (``warm_exports``: a
+one-time cost per model, like installing it). A baseline whose packages are missing is reported
+as not run instead of failing the section.
+
 Text each pipeline embeds vs truncates is counted afterwards (outside the timing) with the
 embedder's own tokenizer: MiniLM reads 256 word pieces and silently drops the rest.
 """

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pickle
 import sys
 import tempfile
 import time
@@ -100,6 +99,15 @@ def connect(address: str | None) -> bool:
 _PARSER = None  # one parse process per Ray worker process, kept across the tasks it runs
 
 
+def _objects(items: list) -> np.ndarray:
+    """A 1-D object column: Ray Data carries the Python objects (documents, chunks, vectors) between
+    tasks itself; filled item by item so numpy never turns a list of tuples into a 2-D array."""
+    out = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):
+        out[i] = item
+    return out
+
+
 def _parse_batch(batch: dict[str, np.ndarray], settings) -> dict[str, np.ndarray]:
     """Ray task: parse and split each file in a ``ParseWorker`` child (timeout + crash isolation)."""
     import ray
@@ -124,10 +132,10 @@ def _parse_batch(batch: dict[str, np.ndarray], settings) -> dict[str, np.ndarray
             except OSError as e:
                 outcome = ("transient", f"cannot fetch {url}: {e}")
         status.append(outcome[0])
-        payload.append(pickle.dumps(outcome[1], protocol=pickle.HIGHEST_PROTOCOL))
+        payload.append(outcome[1])
     n = len(status)
     return {"path": batch["path"], "status": np.array(status, dtype=object),
-            "payload": np.array(payload, dtype=object), "parse_node": np.array([node] * n, dtype=object)}
+            "payload": _objects(payload), "parse_node": np.array([node] * n, dtype=object)}
 
 
 class _Embedder:
@@ -148,7 +156,7 @@ class _Embedder:
             if status != "ok":
                 parsed.append(None)
                 continue
-            doc, pieces = pickle.loads(raw)  # our own parse task's output, never outside data
+            doc, pieces = raw
             pieces = _refit(pieces, doc, self.settings, self.emb)
             parsed.append((doc, pieces, len(texts)))
             texts += [p.text for p in pieces]
@@ -161,10 +169,9 @@ class _Embedder:
             doc, pieces, start = item
             light = Document(doc.source, [], {**doc.metadata, "pages": doc.metadata.get("pages", len(doc.pages))},
                              list(doc.warnings))
-            out.append(pickle.dumps((light, pieces, vectors[start:start + len(pieces)]),
-                                    protocol=pickle.HIGHEST_PROTOCOL))
+            out.append((light, pieces, vectors[start:start + len(pieces)]))
         n = len(out)
-        return {"path": batch["path"], "status": batch["status"], "payload": np.array(out, dtype=object),
+        return {"path": batch["path"], "status": batch["status"], "payload": _objects(out),
                 "parse_node": batch["parse_node"], "embed_node": np.array([self.node] * n, dtype=object),
                 "model": np.array([self.model] * n, dtype=object)}
 
@@ -298,14 +305,14 @@ class RayIngestor(Ingestor):
         counts = self.node_counts.setdefault(row["parse_node"], Counter())
         counts["files"] += 1
         if row["status"] != "ok":
-            reason = pickle.loads(row["payload"])
+            reason = row["payload"]
             self._fail(result, path, source, reason, on_file)
             if row["status"] == "error":  # the file's own fault ("transient": touch nothing, retry)
                 if old is not None and old.status != "failed":
                     self.store.delete_source(old.source, self.collection)
                 self._remember_failure(path, real, source, st, reason)
             return
-        doc, pieces, vectors = pickle.loads(row["payload"])
+        doc, pieces, vectors = row["payload"]
         emb = self._embedder
         if emb is None:
             emb = self._embedder = _Precomputed(row["model"])

@@ -104,8 +104,9 @@ def open_embedder(spec: str, *, device: str = "cpu", precision: str = "auto", ba
         ConfigError: an unknown backend, or a backend/quantization the spec cannot use.
     """
     prefix, rest = parse_spec(spec)
-    if prefix != "st" and backend == "auto" and quantization == "auto":
-        backend, quantization = "torch", "none"   # runtimes apply to sentence-transformers models only
+    if prefix != "st":   # runtimes apply to sentence-transformers models only: "auto" means none
+        backend = "torch" if backend == "auto" else backend
+        quantization = "none" if quantization == "auto" else quantization
     backend, quantization = resolve_runtime(backend, quantization, device)
     if backend not in BACKENDS:
         raise ConfigError(f"unknown embedder backend '{backend}' (known: {', '.join(BACKENDS)})")
