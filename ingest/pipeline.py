@@ -272,11 +272,7 @@ class Ingestor:
 
     def _process(self, work, fp: str, result: IngestResult, on_file) -> None:
         work = claim_work(self, work, fp, result, on_file)  # a shared manifest: leave others' files to them
-        bar = None
-        if self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(work), unit="file", desc="ingest", file=sys.stderr, dynamic_ncols=True)
+        bar = self._bar(len(work), "ingest")
         by_path = {str(p): (p, src, old, st) for p, src, old, _, st in work}
         t0 = time.perf_counter()
         try:
@@ -313,11 +309,23 @@ class Ingestor:
                     bar.set_postfix(chunks=result.chunks, rate=f"{rate:.0f} chunks/s", refresh=False)
                     bar.update(1)
         finally:
-            if bar is not None:
-                bar.close()
-            flush = getattr(self.store, "flush", None)
-            if flush:
-                flush()
+            self._end_run(bar)
+
+    def _bar(self, total: int, desc: str):
+        """The files progress bar on stderr (None when progress is off)."""
+        if not self.progress:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=total, unit="file", desc=desc, file=sys.stderr, dynamic_ncols=True)
+
+    def _end_run(self, bar) -> None:
+        """Close the bar and make buffered writes durable, whatever ended the run."""
+        if bar is not None:
+            bar.close()
+        flush = getattr(self.store, "flush", None)
+        if flush:
+            flush()
 
     def _remember_failure(self, path: Path, real: str, source: str, st: os.stat_result,
                           reason: str) -> None:

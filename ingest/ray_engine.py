@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -272,11 +271,7 @@ class RayIngestor(Ingestor):
         if not work:
             return
         connected = connect(self.address)
-        bar = None
-        if self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(work), unit="file", desc="ingest (ray)", file=sys.stderr, dynamic_ncols=True)
+        bar = self._bar(len(work), "ingest (ray)")
         # Absolute: Ray workers do not run in this process's current folder.
         by_path = {os.path.abspath(p): (p, src, old, st) for p, src, old, _, st in work}
         t0 = time.perf_counter()
@@ -288,11 +283,7 @@ class RayIngestor(Ingestor):
                     bar.set_postfix(files_s=f"{bar.n / dt:.1f}", chunks_s=f"{result.chunks / dt:.0f}", refresh=False)
                     bar.update(1)
         finally:
-            if bar is not None:
-                bar.close()
-            flush = getattr(self.store, "flush", None)
-            if flush:
-                flush()
+            self._end_run(bar)
             try:
                 self.nodes = self._node_list()
             finally:

@@ -14,7 +14,7 @@ import platform
 import resource
 import statistics
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ def measure(name: str, settings: Any, *, max_tokens: int = 64, rounds: int = 2) 
             "tokens": runs[-1]["tokens"], "max_new_tokens": max_tokens, "rounds": rounds,
             "threads": getattr(settings.llm, "threads", None) or _threads_used(llm),
             "cpu": cpu_model(), "cores": os.cpu_count(),
-            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "measured_at": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
 def _threads_used(llm: Any) -> int | None:

@@ -2,26 +2,12 @@ import pytest
 
 from ingest.loaders import LoadError, load
 from rag.settings import IngestSettings
+from tests.pdf_helpers import make_pdf
 
 S = IngestSettings()
 
 
-def _pdf(path, pages, password=None):
-    from reportlab.lib.pagesizes import A4
-    from reportlab.pdfgen import canvas
-
-    c = canvas.Canvas(str(path), pagesize=A4, invariant=1)
-    for text in pages:
-        c.drawString(72, 720, text)
-        c.showPage()
-    c.save()
-    if password is not None:
-        import pypdf
-
-        w = pypdf.PdfWriter(clone_from=str(path))
-        w.encrypt(user_password=password, owner_password="owner")
-        w.write(str(path))
-    return path
+_pdf = make_pdf
 
 
 def test_pdf_pages_are_numbered(tmp_path):
