@@ -289,27 +289,31 @@ class Ingestor:
                 else:
                     doc, pieces = payload
                     n = self._store_file(path, real, source, doc, pieces, fp, st, old)
-                    stats = doc.metadata.get("stats") or {}
-                    rep = FileReport(real, source, "updated" if old and old.status != "failed" else "added",
-                                     pages=int(doc.metadata.get("pages", len(doc.pages))), chunks=n,
-                                     warnings=list(doc.warnings),
-                                     text_pages=int(stats.get("text_pages", len(doc.pages))),
-                                     ocr_pages=int(stats.get("ocr_pages", 0)),
-                                     empty_pages=int(stats.get("empty_pages", 0)),
-                                     tables=int(stats.get("tables", 0)))
-                    if old and old.status != "failed":
-                        result.updated += 1
-                    else:
-                        result.added += 1
-                    result.chunks += n
-                    result.files.append(rep)
-                    on_file and on_file(rep)
+                    self._stored(result, real, source, doc, n, old, on_file)
                 if bar is not None:
                     rate = result.chunks / max(1e-9, time.perf_counter() - t0)
                     bar.set_postfix(chunks=result.chunks, rate=f"{rate:.0f} chunks/s", refresh=False)
                     bar.update(1)
         finally:
             self._end_run(bar)
+
+    def _stored(self, result: IngestResult, real: str, source: str, doc, n: int, old, on_file) -> None:
+        """Count a file whose ``n`` chunks were written and report it (``doc`` may hold its pages or,
+        from the Ray engine, only ``metadata["pages"]``)."""
+        updated = old is not None and old.status != "failed"
+        stats = doc.metadata.get("stats") or {}
+        pages = int(doc.metadata.get("pages", len(doc.pages)))
+        rep = FileReport(real, source, "updated" if updated else "added", pages=pages, chunks=n,
+                         warnings=list(doc.warnings), text_pages=int(stats.get("text_pages", pages)),
+                         ocr_pages=int(stats.get("ocr_pages", 0)), empty_pages=int(stats.get("empty_pages", 0)),
+                         tables=int(stats.get("tables", 0)))
+        if updated:
+            result.updated += 1
+        else:
+            result.added += 1
+        result.chunks += n
+        result.files.append(rep)
+        on_file and on_file(rep)
 
     def _bar(self, total: int, desc: str):
         """The files progress bar on stderr (None when progress is off)."""

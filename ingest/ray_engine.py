@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ingest.pipeline import FileReport, Ingestor, IngestResult, _refit
+from ingest.pipeline import Ingestor, IngestResult, _refit
 from ingest.sources import origin_url
 from rag.embedders.runtime import check_runtime
 from rag.errors import ConfigError, MissingDependencyError
@@ -313,17 +313,4 @@ class RayIngestor(Ingestor):
         n = self._store_file(path, real, source, doc, pieces, fp, st, old)
         self.embedded += n
         self.node_counts.setdefault(row["embed_node"], Counter())["chunks"] += n
-        stats = doc.metadata.get("stats") or {}
-        updated = old is not None and old.status != "failed"
-        rep = FileReport(real, source, "updated" if updated else "added", pages=int(doc.metadata.get("pages", 0)),
-                         chunks=n, warnings=list(doc.warnings),
-                         text_pages=int(stats.get("text_pages", doc.metadata.get("pages", 0))),
-                         ocr_pages=int(stats.get("ocr_pages", 0)), empty_pages=int(stats.get("empty_pages", 0)),
-                         tables=int(stats.get("tables", 0)))
-        if updated:
-            result.updated += 1
-        else:
-            result.added += 1
-        result.chunks += n
-        result.files.append(rep)
-        on_file and on_file(rep)
+        self._stored(result, real, source, doc, n, old, on_file)
