@@ -99,6 +99,12 @@ def run_ingest(mode: str, corpus: Path | None, log) -> dict:
         if mode == "quick" and corpus is None:
             src = quick_corpus(src, tmp / "corpus")
         out["standard"] = ingest_bench.bench(src, tmp / "work", log=log)
+        # Equal quality: every pipeline's own index of the SQuAD PDFs, scored on the shared questions.
+        from bench.own_index_quality import SQUAD
+
+        quality_variants = {k: ingest_bench.RAGTUNE_VARIANTS[k] for k in ("ragtune torch bf16",)}
+        out["squad"] = ingest_bench.bench(SQUAD, tmp / "work-squad", log=log, variants=quality_variants,
+                                          questions=SQUAD / "qa.jsonl")
         if mode == "full":
             big = ingest_bench.replicated_corpus(src, tmp / "big", 2000)
             out["large"] = ingest_bench.bench(big, tmp / "work-big", no_dedup=True, log=log,

@@ -34,17 +34,17 @@ PDFS = ROOT.parent / "shared" / "data" / "pdfs"
 PIPELINES = ("ragtune", "langchain", "llamaindex")
 EXPORTS_HOME = Path.home() / ".cache" / "ragtune-bench" / "models"   # bench/embedder_bench.py's exports
 # ragtune again with other embedder runtimes / a different split of the 2 cores (settings overrides);
-# "ragtune" itself runs with the default settings.
+# "ragtune" itself runs with the default settings (embedder runtime "auto": OpenVINO int8 where the
+# extra is installed, as here).
 RAGTUNE_VARIANTS = {
     "ragtune torch bf16": {"embedder_backend": "torch", "embedder_quantization": "none"},
     "ragtune openvino bf16": {"embedder_backend": "openvino", "embedder_quantization": "none"},
-    "ragtune openvino int8": {"embedder_backend": "openvino", "embedder_quantization": "int8"},
     "ragtune openvino int8, embedder threads 1": {"embedder_backend": "openvino", "embedder_quantization": "int8",
                                                   "embedder_threads": 1},
     "ragtune openvino int8, parse inline": {"embedder_backend": "openvino", "embedder_quantization": "int8",
                                             "ingest.workers": 0},
 }
-LARGE_VARIANTS = {k: RAGTUNE_VARIANTS[k] for k in ("ragtune torch bf16", "ragtune openvino int8")}
+LARGE_VARIANTS = {k: RAGTUNE_VARIANTS[k] for k in ("ragtune torch bf16",)}
 
 
 # -- corpus ---------------------------------------------------------------------------------------
@@ -90,7 +90,7 @@ def _token_stats(texts: list[str]) -> dict:
             "truncated_tokens": dropped, "truncated_share": dropped / total if total else 0.0}
 
 
-def _ragtune(corpus: Path, data_dir: Path, no_dedup: bool, overrides: dict | None = None) -> tuple[dict, list[str]]:
+def _ragtune(corpus: Path, data_dir: Path, no_dedup: bool, overrides: dict | None = None):
     from rag.api import RAG
     from rag.settings import load_settings
 
@@ -105,7 +105,9 @@ def _ragtune(corpus: Path, data_dir: Path, no_dedup: bool, overrides: dict | Non
     res = rag.ingest([str(corpus)])
     out = {"pages_read": sum(f.pages for f in res.files), "chunks": res.chunks, "failed": len(res.failed),
            "embedded": res.embedded}
-    return out, (lambda: rag.store.texts()[1])
+    from bench.own_index_quality import ragtune_search
+
+    return out, (lambda: rag.store.texts()[1]), ragtune_search(rag)
 
 
 def _langchain(corpus: Path, data_dir: Path, no_dedup: bool):
@@ -124,8 +126,12 @@ def _langchain(corpus: Path, data_dir: Path, no_dedup: bool):
             failed += 1
     chunks = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200).split_documents(docs)
     emb = HuggingFaceEmbeddings(model_name=resolve_embedder("all-MiniLM-L6-v2"))
-    FAISS.from_documents(chunks, emb).save_local(str(data_dir / "faiss"))
-    return {"pages_read": len(docs), "chunks": len(chunks), "failed": failed}, (lambda: [c.page_content for c in chunks])
+    store = FAISS.from_documents(chunks, emb)
+    store.save_local(str(data_dir / "faiss"))
+    from bench.own_index_quality import langchain_search
+
+    return ({"pages_read": len(docs), "chunks": len(chunks), "failed": failed},
+            (lambda: [c.page_content for c in chunks]), langchain_search(store))
 
 
 def _llamaindex(corpus: Path, data_dir: Path, no_dedup: bool):
@@ -157,16 +163,23 @@ def _llamaindex(corpus: Path, data_dir: Path, no_dedup: bool):
     index.storage_context.persist(str(data_dir / "llamaindex"))
     files = len(list(corpus.rglob("*.pdf")))
     got = len({d.metadata.get("file_path") for d in docs})
-    return {"pages_read": len(docs), "chunks": len(nodes), "failed": files - got}, \
-        (lambda: [n.get_content() for n in nodes])
+    from bench.own_index_quality import llamaindex_search
+
+    return ({"pages_read": len(docs), "chunks": len(nodes), "failed": files - got},
+            (lambda: [n.get_content() for n in nodes]), llamaindex_search(index))
 
 
-def worker(name: str, corpus: Path, data_dir: Path, no_dedup: bool, overrides: dict | None = None) -> dict:
+def worker(name: str, corpus: Path, data_dir: Path, no_dedup: bool, overrides: dict | None = None,
+           questions: Path | None = None) -> dict:
     t0 = time.perf_counter()
     fn = {"ragtune": _ragtune, "langchain": _langchain, "llamaindex": _llamaindex}[name]
-    out, texts = fn(corpus, data_dir, no_dedup, overrides) if overrides else fn(corpus, data_dir, no_dedup)
+    out, texts, search = fn(corpus, data_dir, no_dedup, overrides) if overrides else fn(corpus, data_dir, no_dedup)
     out["seconds_inside"] = time.perf_counter() - t0
     out.update(_token_stats(texts()))  # after the timing
+    if questions:  # after the timing too: the quality of this pipeline's own index
+        from bench.own_index_quality import hit_at_k, load_questions
+
+        out["quality"] = hit_at_k(search, load_questions(questions))
     return out
 
 
@@ -189,10 +202,11 @@ def _tree_rss(proc) -> int:
 
 
 def run_pipeline(name: str, corpus: Path, data_dir: Path, *, no_dedup: bool = False, env: dict | None = None,
-                 overrides: dict | None = None) -> dict:
+                 overrides: dict | None = None, questions: Path | None = None) -> dict:
     cmd = [sys.executable, "-m", "bench.ingest_bench", "--worker", name, "--corpus", str(corpus),
            "--data-dir", str(data_dir)] + (["--no-dedup"] if no_dedup else [])
     cmd += ["--overrides", json.dumps(overrides)] if overrides else []
+    cmd += ["--questions", str(questions)] if questions else []
     return _timed(cmd, env)
 
 
@@ -238,8 +252,9 @@ def warm_exports(log=print) -> None:
 
 
 def bench(corpus: Path, work: Path, *, pipelines=PIPELINES, no_dedup: bool = False, log=print,
-          variants: dict | None = None) -> dict:
-    """Cold ingest of ``corpus`` by every pipeline (and ragtune variant), then ragtune's re-ingest."""
+          variants: dict | None = None, questions: Path | None = None) -> dict:
+    """Cold ingest of ``corpus`` by every pipeline (and ragtune variant), then ragtune's re-ingest;
+    with ``questions``, each pipeline's own index is also scored (bench/own_index_quality.py)."""
     pages = count_pages(corpus)
     out: dict = {"corpus": str(corpus), "pages": pages, "files": len(list(corpus.rglob("*.pdf"))), "runs": {}}
     variants = RAGTUNE_VARIANTS if variants is None else variants
@@ -253,7 +268,7 @@ def bench(corpus: Path, work: Path, *, pipelines=PIPELINES, no_dedup: bool = Fal
         worker_name = "ragtune" if name.startswith("ragtune") else name
         try:
             r = run_pipeline(worker_name, corpus, d, no_dedup=no_dedup and worker_name == "ragtune",
-                             overrides=overrides)
+                             overrides=overrides, questions=questions)
         except (RuntimeError, IndexError) as e:  # a baseline whose packages are missing here
             out.setdefault("failed_pipelines", {})[name] = str(e)[-300:]
             log(f"    {name} failed: {str(e)[-300:]}")
@@ -262,7 +277,8 @@ def bench(corpus: Path, work: Path, *, pipelines=PIPELINES, no_dedup: bool = Fal
         r["chunks_per_s"] = r["chunks"] / r["seconds"]
         out["runs"][name] = r
         log(f"    {r['seconds']:.1f} s, {r['pages_per_s']:.1f} pages/s, {r['chunks']} chunks, "
-            f"peak {r['peak_rss_mb']:.0f} MB, {r['over_limit']} chunks over 256 word pieces")
+            f"peak {r['peak_rss_mb']:.0f} MB, {r['over_limit']} chunks over 256 word pieces"
+            + (f", hit@5 {r['quality']['hit@5']:.3f}" if "quality" in r else ""))
         if name == "ragtune":
             out["reingest"] = reingest(corpus, d)
             log(f"    re-ingest {out['reingest']['seconds']:.2f} s")
@@ -276,10 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--no-dedup", action="store_true", help="ragtune: bypass the embedding cache lookups")
     p.add_argument("--overrides", type=json.loads, help="ragtune: settings overrides as a JSON object")
+    p.add_argument("--questions", type=Path, help="score the pipeline's own index on these questions (qa.jsonl)")
     a = p.parse_args(argv)
     if a.worker:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        print(json.dumps(worker(a.worker, a.corpus, a.data_dir or Path(tempfile.mkdtemp()), a.no_dedup, a.overrides)))
+        print(json.dumps(worker(a.worker, a.corpus, a.data_dir or Path(tempfile.mkdtemp()), a.no_dedup, a.overrides,
+                                a.questions)))
         return 0
     with tempfile.TemporaryDirectory(prefix="ingest-bench-") as tmp:
         print(json.dumps(bench(a.corpus, Path(tmp), log=lambda m: print(m, file=sys.stderr)), indent=1))

@@ -105,13 +105,16 @@ class Settings(_Section):
     embedder_precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="Embedder matmul precision; 'auto' = bf16 autocast on CPUs with AMX/AVX512-BF16 "
                                "(bench/results/LATEST.md has its speed and quality figures).")
+    # "auto" picks the fastest runtime that passed bench/embedder_bench.py's quality gates (OpenVINO
+    # static int8 on CPUs where the extra is installed; torch elsewhere and on GPUs).
     embedder_backend: Literal["auto", "torch", "openvino"] = Field(
-        "torch", description="Embedder runtime: 'openvino' runs an export built once in models_dir/exports "
-                             "(pip install 'ragtune[openvino]'); 'auto' = openvino on CPUs where it is "
-                             "installed, else torch. docs/embedders.md compares them.")
+        "auto", description="Embedder runtime: 'openvino' runs an export built once in models_dir/exports "
+                            "(pip install 'ragtune[openvino]'); 'auto' (default) = openvino on CPUs where it "
+                            "is installed, else torch. docs/embedders.md compares them.")
     embedder_quantization: Literal["auto", "none", "int8"] = Field(
-        "none", description="'int8' = static int8 (openvino backend only), calibrated on your first chunks; "
-                            "'auto' = what the bench picked for the backend (docs/embedders.md).")
+        "auto", description="'int8' = static int8 (openvino backend only), calibrated on your first chunks; "
+                            "'auto' (default) = what the bench picked for the backend: int8 on openvino, "
+                            "none on torch (docs/embedders.md).")
     embedder_threads: int | None = Field(None, gt=0, description="CPU threads for the embedder (default: the runtime's).")
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)

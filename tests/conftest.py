@@ -25,6 +25,10 @@ def _isolated(tmp_path, monkeypatch):
         if name.startswith("RAGTUNE_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("RAGTUNE_DATA_DIR", str(tmp_path / ".ragtune"))
+    # The default runtime ("auto": OpenVINO int8 where installed) builds a calibrated export on first
+    # use; tests share the session's torch embedder instead, so they run the same vectors in any
+    # order. The default itself is tested in tests/integration/test_openvino_backend.py.
+    monkeypatch.setenv("RAGTUNE_EMBEDDER_BACKEND", "torch")
     monkeypatch.chdir(tmp_path)
     yield
 

@@ -80,9 +80,27 @@ def test_index_records_the_openvino_runtime(exports, tmp_path):
 
     cache = exports[2]
     rag = RAG(settings=load_settings(env={}, overrides={
-        "data_dir": str(tmp_path / "d"), "models_dir": str(cache.parent), "embedder_backend": "openvino"}))
+        "data_dir": str(tmp_path / "d"), "models_dir": str(cache.parent), "embedder_backend": "openvino",
+        "embedder_quantization": "none"}))
     rag.add_texts(TEXTS[:4], metadatas=[{"source": f"d{i}"} for i in range(4)])
     info = rag.store.get_info()
     assert info["embedder_backend"] == "openvino" and info["embedder_precision"] in ("bfloat16", "float32")
     assert rag.retrieve("how long can I return the widget?", k=1, mode="dense")[0].source == "d0"
     rag.close()
+
+
+def test_the_default_settings_ingest_with_openvino_int8(exports, tmp_path, monkeypatch):
+    """No embedder setting at all (the autouse fixture's torch pin removed): `auto` picks the
+    OpenVINO int8 runtime, records it in the index and answers from it."""
+    from rag.api import RAG
+    from tests.conftest import SAMPLE
+
+    monkeypatch.delenv("RAGTUNE_EMBEDDER_BACKEND")
+    monkeypatch.setenv("RAGTUNE_MODELS_DIR", str(exports[2].parent))
+    with RAG(data_dir=tmp_path / "d") as rag:
+        assert (rag.settings.embedder_backend, rag.settings.embedder_quantization) == ("auto", "auto")
+        rag.ingest([str(SAMPLE)])
+        info = rag.store.get_info()
+        assert (info["embedder_backend"], info["embedder_precision"]) == ("openvino", "int8")
+        hits = rag.retrieve("How much does the Acme Widget weigh?", k=3)
+        assert any("140" in h.text for h in hits)

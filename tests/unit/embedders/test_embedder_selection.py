@@ -68,7 +68,7 @@ def test_settings_reject_unknown_backend_and_quantization():
         load_settings(env={"RAGTUNE_EMBEDDER_BACKEND": "onnx", "RAGTUNE_EMBEDDER_QUANTIZATION": "int4"})
     assert "embedder_backend" in str(e.value) and "embedder_quantization" in str(e.value)
     s = load_settings(env={})
-    assert (s.embedder_backend, s.embedder_quantization, s.embedder_threads) == ("torch", "none", None)
+    assert (s.embedder_backend, s.embedder_quantization, s.embedder_threads) == ("auto", "auto", None)
 
 
 def test_settings_reach_the_chosen_backend(fake_openvino, tmp_path):
@@ -119,7 +119,8 @@ def test_index_records_backend_and_precision(fake_openvino, monkeypatch, tmp_pat
     docs.mkdir()
     (docs / "a.txt").write_text("The refund window is thirty days. " * 20)
     rag = RAG(settings=load_settings(env={}, overrides={"data_dir": str(tmp_path / "d"),
-                                                        "embedder_backend": "openvino"}))
+                                                        "embedder_backend": "openvino",
+                                                        "embedder_quantization": "none"}))
     rag.ingest([str(docs)])
     info = rag.store.get_info()
     assert (info["embedder_backend"], info["embedder_precision"]) == ("openvino", "bfloat16")
