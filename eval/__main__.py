@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", metavar="DATASET.jsonl", help="reference set: JSON lines with question, answer, sources")
     p.add_argument("--llm", action="append", metavar="SPEC",
-                   help="LLM spec to answer with (repeatable; 'default' = packaged SmolLM2); none = retrieval only")
+                   help="LLM spec to answer with (repeatable; 'default' = the first installed of "
+                        "qwen2.5-coder-0.5b, smollm2-135m: python -m rag models list); none = retrieval only")
     p.add_argument("--retrieval", action="append", metavar="MODE", choices=MODES,
                    help=f"retrieval mode (repeatable): {', '.join(MODES)} (default: the configured one)")
     p.add_argument("--k", type=_positive, metavar="N", help="passages per question (default: retrieval.k)")
