@@ -22,6 +22,7 @@ from rag.llms import BaseLLM, Completion, Message
 KNOWN_WINDOWS = {"gpt-4.1": 1_000_000, "gpt-4o": 128_000, "gpt-4-turbo": 128_000, "gpt-5": 272_000,
                  "o1": 200_000, "o3": 200_000, "o4": 200_000, "gpt-3.5-turbo": 16_385}
 DEFAULT_WINDOW = 8192
+FAMILY_BY_NAME = {"qwen2": "qwen2"}   # served-model-name prefix -> architecture
 NO_KEY = "sk-no-key-needed"  # local servers (llama.cpp, vLLM, Ollama) accept any key
 
 
@@ -48,6 +49,10 @@ class OpenAILLM(BaseLLM):
         if not window:
             window = next((w for p, w in KNOWN_WINDOWS.items() if self.model.startswith(p)), DEFAULT_WINDOW)
         self.context_window = int(window)
+        # The chain's per-family answer style (rag/chain.py ANSWER_STYLE) by the served model's name:
+        # a server hosting a Qwen2 model (e.g. llama.cpp's `--model_alias qwen2.5-coder-1.5b`) gets
+        # the line measured for Qwen2; any other model keeps the shared prompt.
+        self.family = next((f for p, f in FAMILY_BY_NAME.items() if self.model.lower().startswith(p)), "")
 
     def count_tokens(self, text: str) -> int:
         # No tokenizer for a remote model: a cautious estimate (~3.5 characters a token for

@@ -115,3 +115,18 @@ def test_llama_cpp_threads_default_to_all_cores_but_one(monkeypatch):
     for cores, expected in ((2, 1), (16, 15), (1, 1), (None, 1)):
         monkeypatch.setattr(gguf.os, "cpu_count", lambda c=cores: c)
         assert gguf.default_threads() == expected
+
+
+def test_openai_family_follows_the_served_model_name():
+    from rag.chain import ANSWER_STYLE, build_messages
+    from rag.llms.openai import OpenAILLM
+    from rag.settings import Settings
+    from rag.types import Hit
+
+    env = {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+    qwen = OpenAILLM("qwen2.5-coder-1.5b", Settings(), env=env)
+    other = OpenAILLM("gpt-4o-mini", Settings(), env=env)
+    assert (qwen.family, other.family) == ("qwen2", "")
+    hit = Hit("c1", "The widget weighs 140 grams.", "faq.md", 1, 1.0)
+    assert ANSWER_STYLE["qwen2"] in build_messages("How heavy?", [hit], qwen.family)[-1]["content"]
+    assert ANSWER_STYLE["qwen2"] not in build_messages("How heavy?", [hit], other.family)[-1]["content"]
