@@ -17,7 +17,8 @@ from rag.stores import scheme_of
 from rag.types import DEFAULT_COLLECTION
 
 # scheme -> "module:Class", imported only when chosen.
-REGISTRY = {"pgvector": "ingest.manifests.pgvector:PgManifest"}
+REGISTRY = {"pgvector": "ingest.manifests.pgvector:PgManifest",
+            "milvus": "ingest.manifests.milvus:MilvusManifest"}
 
 
 class ManifestStore(Protocol):

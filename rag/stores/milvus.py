@@ -197,8 +197,12 @@ class MilvusStore:
         index = self.client.prepare_index_params()
         index.add_index(field_name="vector", index_type="AUTOINDEX", metric_type="COSINE")
         index.add_index(field_name="collection", index_type="INVERTED")  # exact counts and deletes by collection
-        self._call("create collection", self.client.create_collection, name, schema=schema,
-                   index_params=index, consistency_level=self.consistency, timeout=self.timeout)
+        try:
+            self._call("create collection", self.client.create_collection, name, schema=schema,
+                       index_params=index, consistency_level=self.consistency, timeout=self.timeout)
+        except StoreError:
+            if not self.client.has_collection(name):  # not another ingest creating it at the same moment
+                raise
 
     def _ensure_meta(self) -> None:
         if self.client.has_collection(self.meta_collection):
@@ -211,8 +215,12 @@ class MilvusStore:
         schema.add_field("value", DataType.VARCHAR, max_length=_MAX_TEXT)
         index = self.client.prepare_index_params()
         index.add_index(field_name="vector", index_type="AUTOINDEX", metric_type="L2")
-        self.client.create_collection(self.meta_collection, schema=schema, index_params=index,
-                                      consistency_level="Strong", timeout=self.timeout)
+        try:
+            self.client.create_collection(self.meta_collection, schema=schema, index_params=index,
+                                          consistency_level="Strong", timeout=self.timeout)
+        except Exception:
+            if not self.client.has_collection(self.meta_collection):  # not another ingest creating it
+                raise
 
     def _ready(self) -> None:
         """Flush pending writes and load the collection, so searches use the index."""
@@ -331,8 +339,9 @@ class MilvusStore:
         return hits
 
     def drop(self) -> None:
-        """Delete the collection and its info (tests, ``--reset``)."""
-        for name in (self.collection, self.meta_collection):
+        """Delete the collection, its info and its ingest manifest (tests, ``--reset``)."""
+        # A manifest left behind would call every file of the next ingest unchanged: an empty index.
+        for name in (self.collection, self.meta_collection, f"{self.collection}_manifest"):
             if self.client.has_collection(name):
                 self.client.drop_collection(name)
         self._dim, self._dirty = None, False
