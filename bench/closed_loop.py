@@ -2,6 +2,7 @@
 
     RAGTUNE_LLM__THREADS=1 .venv/bin/python bench/closed_loop.py            # ~25 min on a busy 2-core box
     .venv/bin/python bench/closed_loop.py --steps 300 --n-test 200 --k 3      # a longer run
+    .venv/bin/python bench/closed_loop.py --teacher qwen2.5-coder-1.5b --eval-teacher   # teacher-distilled adapter
 
 The ten SQuAD v1.1 dev articles in ``shared/data/squad`` are ingested as PDFs. The loop (``loop``)
 synthesises questions (extractive generator, no LLM) from the chunks, splits them by article
@@ -10,6 +11,12 @@ SmolLM2 and base + adapter in the same chain, on the same retrieved passages, ag
 **human-written SQuAD questions** of the held-out articles (``eval.dataset``): EM / F1 with 95%
 bootstrap intervals, the paired difference, and retrieval hit@5. Results go to
 ``bench/results/closed_loop.md`` and ``.json``.
+
+With ``--teacher NAME`` the loop's ``teach`` stage has that model write the training answers
+(RAFT-style, filtered, cached in ``WORK/run-teacher-NAME/teacher_cache.jsonl``, so a killed run resumes);
+results go to ``closed_loop_teacher.md`` / ``.json`` with the teacher's report (kept / dropped by reason,
+tokens/s, seconds per reply). ``--eval-teacher`` also answers the same questions with the teacher itself
+through the same chain and passages.
 """
 
 from __future__ import annotations
@@ -41,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seq-len", type=int, default=640)
     p.add_argument("--max-new-tokens", type=int, default=24)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--teacher", metavar="NAME", help="teacher LLM for the training answers (catalogue name or spec)")
+    p.add_argument("--teacher-questions", action="store_true", help="the teacher also writes the questions")
+    p.add_argument("--eval-teacher", action="store_true", help="also score the teacher itself in the same chain")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="more loop parameters (python -m loop)")
     return p
 
@@ -52,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAGTUNE_LLM__THREADS", str(a.threads))
     from bench.squad_to_eval import convert
     from loop import load_params, run
+    from loop.params import stage_order
     from rag.settings import load_settings
 
     test_docs = [d.strip() for d in a.test_docs.split(",") if d.strip()]
@@ -70,26 +81,55 @@ def main(argv: list[str] | None = None) -> int:
                  f"eval.threads={a.threads}", f"retrieval.k={a.k}", f"ingest.chunk_size={a.chunk_size}",
                  "ingest.chunk_overlap=100", f"finetune.max_steps={a.steps}", f"finetune.max_seq_len={a.max_seq_len}",
                  f"finetune.threads={a.threads}", f"finetune.eval_every={max(1, a.steps // 2)}",
-                 "finetune.early_stopping_patience=0", "mlflow.registered_model=ragtune-squad-adapter",
-                 *a.overrides]
-    params = load_params(None, overrides, docs=str(docs), out=str(a.work / "run"))
-    t0 = time.time()
-    result = run(params, load_settings())
-    minutes = (time.time() - t0) / 60
+                 "finetune.early_stopping_patience=0", "mlflow.registered_model=ragtune-squad-adapter"]
     out = a.work / "run"
+    if a.teacher:
+        overrides += [f"teacher.model={a.teacher}", f"teacher.threads={a.threads}",
+                      f"teacher.questions={str(a.teacher_questions).lower()}"]
+        out = a.work / f"run-teacher-{a.teacher.replace('/', '_').replace(':', '_')}"
+    params = load_params(None, [*overrides, *a.overrides], docs=str(docs), out=str(out))
+    t0 = time.time()
+    settings = load_settings()
+    result = run(params, settings)
+    minutes = (time.time() - t0) / 60
     m = result["metrics"]
     synth = json.loads((out / "synth_report.json").read_text())
     split = json.loads((out / "split" / "split.json").read_text())
     ft = json.loads((out / ".stages" / "finetune.json").read_text())
-    stage_s = {s: json.loads((out / ".stages" / f"{s}.json").read_text())["seconds"]
-               for s in ("ingest", "synthesise", "split", "finetune", "eval")}
+    stage_s = {s: json.loads((out / ".stages" / f"{s}.json").read_text())["seconds"] for s in stage_order(params)}
     report = {"params": params.to_dict(), "metrics": m, "synth": synth, "split": split, "finetune": ft, "stage_seconds": stage_s,
               "minutes": round(minutes, 1), "stages": result["stages"], "answers": answer_stats(out / "eval_rows.jsonl")}
+    if a.teacher:
+        report["teach"] = json.loads((out / "teach_report.json").read_text())
+        if a.eval_teacher:
+            report["teacher_eval"] = eval_teacher(params, settings, out, a.teacher)
     a.results.mkdir(parents=True, exist_ok=True)
-    (a.results / "closed_loop.json").write_text(json.dumps(report, indent=2, default=str))
-    (a.results / "closed_loop.md").write_text(render(report))
+    name = "closed_loop_teacher" if a.teacher else "closed_loop"
+    (a.results / f"{name}.json").write_text(json.dumps(report, indent=2, default=str))
+    (a.results / f"{name}.md").write_text(render(report))
     print(render(report))
     return 0
+
+
+def eval_teacher(params, settings, out: Path, spec: str) -> dict:
+    """The teacher itself on the loop's test questions, in the same chain with the same passages."""
+    from eval import metrics as M
+    from loop.stages import Context
+    from loop.stages.evaluate import _answer_rows, _test_examples
+    from loop.workdir import Paths
+
+    paths = Paths(out)
+    examples, _ = _test_examples(params, paths)
+    t0 = time.perf_counter()
+    rows = _answer_rows(params, paths, Context(settings), examples, {"teacher": spec})
+    seconds = time.perf_counter() - t0
+
+    def stat(metric: str) -> dict:
+        vals = [r["metrics"][f"teacher_{metric}"] for r in rows]
+        ci = M.bootstrap_ci(vals, n_boot=params.eval.bootstrap, seed=params.eval.seed)
+        return {"mean": M.mean(vals), "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None}
+
+    return {"spec": spec, "n": len(rows), "em": stat("em"), "f1": stat("f1"), "s_per_question": seconds / len(rows)}
 
 
 def answer_stats(rows_file: Path) -> dict:
@@ -107,6 +147,25 @@ def answer_stats(rows_file: Path) -> dict:
         out[side] = {"mean_words": sum(len(p.split()) for p in preds) / len(preds),
                      "reference_contained": sum(has) / len(has)}
     return out
+
+
+def teacher_lines(r: dict) -> list[str]:
+    """What the teacher did: its filter's counts and its speed on this box."""
+    t = r.get("teach")
+    if not t:
+        return []
+    lines = ["", (f"Training answers by the teacher **{t['teacher']}** (questions written by "
+                  f"{'the teacher' if t['questions_by'] == 'teacher' else 'the synthesise stage'}): "
+                  f"{t['asked']} asked, **{t['kept']} kept**, dropped by reason: "
+                  f"{', '.join(f'{k} {v}' for k, v in t['dropped'].items()) or 'none'}; {t['generated']} replies "
+                  f"generated, {t['cached']} from the cache.")]
+    if t.get("tokens_per_s"):
+        per_1000 = t["s_per_generation"] * 1000 / 3600
+        lines.append(f"Teacher speed here: {t['tokens_per_s']:.1f} generated tokens/s (prompt processing included), "
+                     f"{t['s_per_generation']:.1f} s per reply, so about {per_1000:.1f} h per 1,000 questions.")
+    if r.get("teacher_eval"):
+        lines.append(f"The teacher itself answers in {r['teacher_eval']['s_per_question']:.1f} s per question.")
+    return lines
 
 
 def _ci(s: dict) -> str:
@@ -139,8 +198,11 @@ def render(r: dict) -> str:
         f"| base `{m['specs']['base']}` | {_ci(m['base']['em'])} | {_ci(m['base']['f1'])} |",
         f"| base + adapter | {_ci(m['adapter']['em'])} | {_ci(m['adapter']['f1'])} |",
         f"| gain (paired) | {_dci(g['em'])} | {_dci(g['f1'])} |",
+        *([(f"| teacher `{r['teacher_eval']['spec']}` itself | {_ci(r['teacher_eval']['em'])} | "
+            f"{_ci(r['teacher_eval']['f1'])} |")] if r.get("teacher_eval") else []),
         "",
         f"Retrieval hit@5 (gold page in the top 5): {_ci(m['retrieval']['hit@5'])}.",
+        *teacher_lines(r),
         "",
         f"**Is the F1 gain supported?** {'Yes' if supported else 'No'}: the 95% interval of the paired F1 "
         f"difference is [{g['f1']['ci_low']:+.3f}, {g['f1']['ci_high']:+.3f}]"

@@ -5,6 +5,9 @@ Examples:
     python -m loop data/sample --out runs/loop
     python -m loop data/sample --out runs/loop --params params.yaml finetune.max_steps=200 eval.limit=100
 
+    # a teacher LLM writes the training answers (RAFT-style, filtered, cached in OUT/teacher_cache.jsonl)
+    python -m loop data/sample --out runs/loop --teacher qwen2.5-coder-1.5b
+
     # one stage (what dvc.yaml calls; `dvc repro` re-runs only what changed)
     python -m loop --stage finetune --params params.yaml
 
@@ -20,21 +23,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from loop.params import STAGES
+from loop.params import ALL_STAGES
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m loop", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Documents -> synthesised Q&A -> QLoRA adapter -> measured gain (stages: "
-                    + ", ".join(STAGES) + ").",
+                    + ", ".join(ALL_STAGES) + "; teach only with a teacher).",
         epilog="example:\n  python -m loop data/sample --out runs/loop --params params.yaml "
                "finetune.max_steps=50 eval.limit=40\n\nkey=value overrides use dotted keys "
                "(section.key); see params.yaml for every key.")
     p.add_argument("docs", nargs="?", metavar="DOCS", help="Folder or file to ingest (default: `docs` in --params).")
     p.add_argument("--out", metavar="DIR", help="Pipeline folder (default: `out` in --params).")
     p.add_argument("--params", metavar="YAML", help="Parameters file, e.g. params.yaml.")
-    p.add_argument("--stage", choices=STAGES, help="Run this stage only (its predecessors must be finished).")
+    p.add_argument("--stage", choices=ALL_STAGES, help="Run this stage only (its predecessors must be finished).")
+    p.add_argument("--teacher", metavar="SPEC", help="Teacher LLM for the training answers: a catalogue name "
+                   "(qwen2.5-coder-1.5b), gguf:PATH, hf:ID or openai:MODEL (= teacher.model=SPEC).")
     p.add_argument("--force", action="store_true", help="Re-run the stages even when their markers match.")
     p.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. finetune.max_steps=50 retrieval.k=2")
@@ -67,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     from rag.settings import load_settings
 
     try:
-        params = load_params(args.params, args.overrides, docs=args.docs, out=args.out)
+        overrides = [*args.overrides, f"teacher.model={args.teacher}"] if args.teacher else args.overrides
+        params = load_params(args.params, overrides, docs=args.docs, out=args.out)
         result = run(params, load_settings(), only=args.stage, force=args.force)
     except (RagtuneError, FileNotFoundError) as e:
         if os.environ.get("RAGTUNE_DEBUG") == "1":

@@ -17,9 +17,12 @@ from typing import Any
 from finetune.config import QLoRAConfig, coerce_layers, param, parse_overrides, read_yaml
 from rag.errors import ConfigError
 
-__all__ = ["STAGES", "LoopParams", "load_params", "overrides_tree"]
+__all__ = ["ALL_STAGES", "STAGES", "LoopParams", "load_params", "overrides_tree", "stage_order"]
 
 STAGES = ("ingest", "synthesise", "split", "finetune", "eval")
+# ``teach`` runs only with a teacher (``teacher.model``); without one the loop and its stage hashes
+# are exactly those of STAGES.
+ALL_STAGES = ("ingest", "synthesise", "split", "teach", "finetune", "eval")
 
 
 @dataclass
@@ -45,6 +48,21 @@ class SplitParams:
     seed: int = param(42, "Seeds the document order.")
     test_docs: list[str] = param([], "Held-out documents by name, e.g. [gettysburg.pdf].")  # noqa: RUF009 - copied
     max_val: int | None = param(40, "Val questions kept (eval loss runs over all of them each time).")
+
+
+@dataclass
+class TeacherParams:
+    model: str | None = param(None, "Teacher LLM spec (catalogue name, gguf:PATH, hf:ID, openai:MODEL); "
+                              "null: train on the synthesised answers.")
+    distractors: int = param(2, "Retrieved passages shown with the golden one in the teacher's prompt.")
+    mode: str = param("hybrid", "Retrieval mode for the distractors.")
+    max_words: int = param(30, "Longer teacher answers are dropped (too_long).")
+    max_new_tokens: int = param(64, "Teacher answer tokens at most.")
+    questions: bool = param(False, "The teacher also writes the training questions (same filters as synthesise).")
+    attribute: bool = param(False, "Keep an uncited answer grounded in the golden passage (counted "
+                            "'attributed'), as the chain does.")
+    limit: int | None = param(None, "Train (and val) questions the teacher answers at most (null: all).")
+    threads: int = param(0, "CPU threads for the teacher; 0 = llm.threads from settings.")
 
 
 @dataclass
@@ -85,6 +103,7 @@ class LoopParams:
     ingest: IngestParams = field(default_factory=IngestParams)
     synthesise: SynthesiseParams = field(default_factory=SynthesiseParams)
     split: SplitParams = field(default_factory=SplitParams)
+    teacher: TeacherParams = field(default_factory=TeacherParams)
     retrieval: RetrievalParams = field(default_factory=RetrievalParams)
     finetune: dict[str, Any] = param(FINETUNE_DEFAULTS, "Any finetune.qlora key.",  # noqa: RUF009 - copied
                                      keys=QLoRAConfig)
@@ -104,6 +123,9 @@ class LoopParams:
             value = getattr(self.split, key)
             if not 0 <= value < 1:
                 p.append(f"split.{key}: must be in [0, 1) (got {value!r})")
+        if self.teacher.distractors < 0 or self.teacher.max_words < 1:
+            p.append("teacher.distractors / teacher.max_words: must be >= 0 / >= 1 "
+                     f"(got {self.teacher.distractors!r} / {self.teacher.max_words!r})")
         if self.retrieval.k < 1:
             p.append(f"retrieval.k: must be an integer >= 1 (got {self.retrieval.k!r})")
         try:
@@ -114,6 +136,11 @@ class LoopParams:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def stage_order(params: LoopParams) -> tuple[str, ...]:
+    """The stages this run has: ``teach`` only when a teacher is set."""
+    return ALL_STAGES if params.teacher.model else STAGES
 
 
 def overrides_tree(items: Iterable[str]) -> dict[str, Any]:

@@ -7,15 +7,15 @@ import os
 import time
 from typing import Any
 
-from loop.params import STAGES, LoopParams
-from loop.stages import Context, evaluate, ingest, split, synthesise, train
+from loop.params import LoopParams, stage_order
+from loop.stages import Context, evaluate, ingest, split, synthesise, teach, train
 from loop.workdir import Paths, fingerprints, is_done, log, mark_done
 from rag.errors import ConfigError
 from rag.settings import Settings
 
 __all__ = ["RUNNERS", "run"]
 
-RUNNERS = {"ingest": ingest.run, "synthesise": synthesise.run, "split": split.run,
+RUNNERS = {"ingest": ingest.run, "synthesise": synthesise.run, "split": split.run, "teach": teach.run,
            "finetune": train.run, "eval": evaluate.run}
 
 
@@ -39,9 +39,13 @@ def run(params: LoopParams, settings: Settings, *, only: str | None = None, forc
     paths = Paths(params.out)
     paths.out.mkdir(parents=True, exist_ok=True)
     fps = fingerprints(params)
-    todo = [only] if only else list(STAGES)
+    order = stage_order(params)
+    if only and only not in order:  # `--stage teach` without a teacher (dvc.yaml lists it): empty outputs
+        teach.write_off(paths)
+        return {"out": str(paths.out), "stages": {only: "off"}, "metrics": None}
+    todo = [only] if only else list(order)
     if only:
-        missing = [s for s in STAGES[: STAGES.index(only)] if not is_done(paths, s, fps[s])]
+        missing = [s for s in order[: order.index(only)] if not is_done(paths, s, fps[s])]
         if missing:
             raise ConfigError(f"stage {only!r} needs {', '.join(missing)} first (finished with these parameters): "
                               f"python -m loop --stage {missing[0]} ...")

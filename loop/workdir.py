@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from loop.params import STAGES, LoopParams
+from loop.params import LoopParams, stage_order
 from rag.errors import ConfigError
 from rag.jsonl import raise_problems, read_jsonl
 
@@ -36,6 +36,9 @@ class Paths:
         self.qa = self.out / "qa.jsonl"
         self.synth_report = self.out / "synth_report.json"
         self.split = self.out / "split"
+        self.teach = self.out / "teach"                        # split/{train,val}.jsonl + teacher targets
+        self.teach_report = self.out / "teach_report.json"
+        self.teacher_cache = self.out / "teacher_cache.jsonl"  # kept across runs (dvc: persist)
         self.train_rows = self.out / "finetune" / "train.jsonl"
         self.adapter = self.out / "adapter"
         self.metrics = self.out / "metrics.json"
@@ -46,6 +49,7 @@ class Paths:
     def outputs(self, stage: str) -> list[Path]:
         return {"ingest": [self.index, self.ingest_report], "synthesise": [self.qa, self.synth_report],
                 "split": [self.split / f"{n}.jsonl" for n in ("train", "val", "test")],
+                "teach": [self.teach / "train.jsonl", self.teach / "val.jsonl", self.teach_report],
                 "finetune": [self.adapter / "adapter_model.safetensors", self.train_rows],
                 "eval": [self.metrics, self.eval_rows, self.registry]}[stage]
 
@@ -85,12 +89,13 @@ def fingerprints(params: LoopParams) -> dict[str, str]:
         "ingest": [_docs_digest(docs), asdict(params.ingest)],
         "synthesise": [asdict(params.synthesise)],
         "split": [asdict(params.split)],
+        "teach": [{k: v for k, v in asdict(params.teacher).items() if k != "threads"}],
         "finetune": [params.finetune, asdict(params.retrieval)],
         "eval": [asdict(params.eval), asdict(params.retrieval), _file_sha(Path(dataset)) if dataset else None,
                  {k: v for k, v in asdict(params.mlflow).items() if k != "enabled"}],
     }
     out, prev = {}, ""
-    for stage in STAGES:
+    for stage in stage_order(params):  # no teacher: no teach stage, the hashes of the loop without one
         prev = out[stage] = _sha([stage, prev, own[stage]])
     return out
 

@@ -5,6 +5,7 @@
 | ``ingest`` | :mod:`loop.stages.ingest` | ``index/``, ``ingest.json`` |
 | ``synthesise`` | :mod:`loop.stages.synthesise` | ``qa.jsonl``, ``synth_report.json`` |
 | ``split`` | :mod:`loop.stages.split` | ``split/{train,val,test}.jsonl``, ``split/split.json`` |
+| ``teach`` (with ``teacher.model``) | :mod:`loop.stages.teach` | ``teach/{train,val}.jsonl``, ``teach_report.json``, ``teacher_cache.jsonl`` |
 | ``finetune`` | :mod:`loop.stages.train` | ``finetune/train.jsonl``, ``adapter/`` |
 | ``eval`` | :mod:`loop.stages.evaluate` | ``metrics.json``, ``eval_rows.jsonl``, ``registry.json`` |
 

@@ -34,7 +34,8 @@ def training_rows(rag: Any, rows: list[dict[str, Any]], k: int, mode: str, seed:
             pos = rng.randint(0, len(hits))
             hits.insert(pos, gold)
         messages = chain.build_messages(r["question"], hits)
-        messages.append({"role": "assistant", "content": f"{r['answer']} [{pos + 1}]"})
+        # a teacher's target (loop.stages.teach) is cited where the golden passage sits in *this* prompt
+        messages.append({"role": "assistant", "content": f"{r.get('target') or r['answer']} [{pos + 1}]"})
         out.append({"messages": messages, "meta": {"id": r["id"], "source": r["source"], "golden": pos + 1}})
     return out
 
@@ -59,7 +60,8 @@ def run(params: LoopParams, paths: Paths, ctx: Context) -> dict[str, Any]:
     from finetune import qlora
 
     rp = params.retrieval
-    train, val = read_rows(paths.split / "train.jsonl"), read_rows(paths.split / "val.jsonl")
+    rows_dir = paths.teach if params.teacher.model else paths.split  # teacher targets when there is a teacher
+    train, val = read_rows(rows_dir / "train.jsonl"), read_rows(rows_dir / "val.jsonl")
     with open_rag(params, paths, ctx.settings) as rag:
         rows = training_rows(rag, train, rp.k, rp.mode, 0) + training_rows(rag, val, rp.k, rp.mode, 1)
     write_rows(paths.train_rows, rows)
