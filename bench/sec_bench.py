@@ -13,8 +13,8 @@ both indexes.
 ragtune: the loader, splitter and context line ingest uses (``ingest.loaders.load`` ->
 ``rag.chunking.split_document`` -> re-split to the embedder's token limit), embedded by the
 configured embedder, searched with ``rag.retrieval.Retriever`` over an in-memory store (dense,
-BM25, hybrid exactly as the server runs them). ``--ablation`` re-chunks with each context-line part
-left out. The naive pipeline is LangChain's documented one: PyPDFLoader (pypdf ``extract_text``
+BM25, hybrid exactly as the server runs them; hybrid also without the document prior of
+rag/doc_prior.py, for comparison). ``--ablation`` re-chunks with each context-line part left out. The naive pipeline is LangChain's documented one: PyPDFLoader (pypdf ``extract_text``
 per page) + ``RecursiveCharacterTextSplitter(1000, 200)`` + MiniLM + a FAISS flat L2 index.
 langchain-community is not installed here, so the same steps are written out with pypdf,
 langchain_text_splitters and faiss; the vectors come from the same (cached) MiniLM embedder as
@@ -101,6 +101,10 @@ class MemoryStore:
     def get(self, ids):
         return [self.by_id[i] for i in ids if i in self.by_id]
 
+    def iter_chunks(self, batch_size: int = 1000):   # what rag.doc_prior reads the documents' identity from
+        for i in range(0, len(self.chunks), batch_size):
+            yield self.chunks[i:i + batch_size], self.vectors[i:i + batch_size]
+
     def search(self, vector, k, filter=None):
         from rag.types import Hit
 
@@ -170,8 +174,13 @@ def _hits_rag(chunks, emb, settings, qs, modes=("dense", "bm25", "hybrid")) -> d
     from rag.retrieval import Retriever
 
     vecs = emb.embed([c.text for c in chunks])
-    retr = Retriever(MemoryStore(chunks, vecs), emb, settings.retrieval)
-    return {m: [retr.retrieve(q["question"], k=10, mode=m) for q in qs] for m in modes}
+    store = MemoryStore(chunks, vecs)
+    retr = Retriever(store, emb, settings.retrieval)
+    out = {m: [retr.retrieve(q["question"], k=10, mode=m) for q in qs] for m in modes}
+    if "hybrid" in modes and settings.retrieval.doc_prior > 0:   # what rag/doc_prior.py adds, same run
+        off = Retriever(store, emb, settings.retrieval.model_copy(update={"doc_prior": 0.0}))
+        out["hybrid (no doc prior)"] = [off.retrieve(q["question"], k=10, mode="hybrid") for q in qs]
+    return out
 
 
 def _hits_naive(chunks, emb, qs) -> list[list]:

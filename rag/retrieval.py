@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from rag.doc_prior import DocPrior
+from rag.doc_prior import apply as apply_doc_prior
 from rag.errors import ConfigError
 from rag.settings import RetrievalSettings
 from rag.stores import VectorStore
@@ -166,6 +168,7 @@ class Retriever:
         self.embedder = embedder
         self.settings = settings
         self.bm25 = BM25Index(store)
+        self.doc_prior = DocPrior(store)
         self._reranker = None
 
     def retrieve(self, query: str, k: int | None = None, mode: str | None = None,
@@ -196,6 +199,9 @@ class Retriever:
                 if cid in by_id:
                     h = by_id[cid]
                     hits.append(Hit(h.id, h.text, h.source, h.page, score, h.chunk_index, h.metadata, h.collection))
+            if s.doc_prior > 0 and fusion != "rrf":   # prefer chunks of the document the question names
+                # (rag/doc_prior.py); the weight is on the mix's [0, 1] scale, not RRF's ~1/60
+                hits = apply_doc_prior(hits, self.doc_prior.scores(query), s.doc_prior)
         if s.reranker:
             hits = self._rerank(query, hits)
         return hits[:k]

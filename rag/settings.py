@@ -52,6 +52,9 @@ class RetrievalSettings(_Section):
     mmr_lambda: float = Field(0.5, ge=0, le=1, description="MMR trade-off: 1 = relevance only, 0 = diversity only.")
     rrf_k: int = Field(60, gt=0, description="Reciprocal-rank-fusion constant.")
     dense_weight: float = Field(0.5, ge=0, le=1, description="Weight of the dense side in hybrid fusion.")
+    doc_prior: float = Field(0.3, ge=0, le=1, description=(
+        "Hybrid: weight of how well the question names a chunk's document (BM25 over each document's "
+        "context-line identity: company, form, period, title; rag/doc_prior.py); 0 = off."))
     reranker: str | None = Field(None, description="Cross-encoder model id or path for re-ranking (off if unset).")
 
 

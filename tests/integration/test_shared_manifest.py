@@ -8,55 +8,24 @@ by the next run, which may come from the other machine.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, SAMPLE, shared
+from tests.conftest import SAMPLE
+from tests.ingest_processes import PDFS, make_corpus
+from tests.ingest_processes import finish as _done
+from tests.ingest_processes import start_ingest as _start
+from tests.ingest_processes import store_ids as _ids
 
 pytestmark = pytest.mark.slow
 
-PDFS = ("crazyones-pdfa.pdf", "google-doc-document.pdf", "habibi.pdf", "multicolumn.pdf", "pdflatex-4-pages.pdf",
-        "pdflatex-outline.pdf", "pdfkit.pdf")
-
-
 @pytest.fixture
 def corpus(tmp_path) -> Path:
-    dst = tmp_path / "corpus"
-    shutil.copytree(SAMPLE, dst)
-    for name in PDFS:
-        shutil.copy(shared("pdfs", "sample-files") / name, dst / name)
-    return dst
-
-
-def _ids(uri: str) -> set[str]:
-    from rag.stores import open_store
-
-    store = open_store(uri)
-    try:
-        return {c.id for chunks, _ in store.iter_chunks() for c in chunks}
-    finally:
-        store.close()
-
-
-def _start(corpus: Path, uri: str, data_dir: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAGTUNE_DATA_DIR": str(data_dir)}
-    return subprocess.Popen([sys.executable, "-m", "ingest", str(corpus), "--store", uri, "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=data_dir.parent,
-                            start_new_session=True)
-
-
-def _done(proc: subprocess.Popen) -> dict:
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-2000:]
-    return json.loads(out.strip().splitlines()[-1])
+    return make_corpus(tmp_path)
 
 
 def test_two_machines_at_once_end_with_one_clean_ingest(pg_table, corpus, tmp_path, make_rag):

@@ -9,9 +9,7 @@ together they end with exactly a clean ingest's chunks; one killed mid-run is co
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,15 +20,17 @@ from pathlib import Path
 import pytest
 
 from tests import milvus_server as _server
-from tests.conftest import ROOT, SAMPLE, shared
+from tests.conftest import ROOT, SAMPLE
+from tests.ingest_processes import PDFS, make_corpus
+from tests.ingest_processes import finish as _done
+from tests.ingest_processes import start_ingest as _start
+from tests.ingest_processes import store_ids as _ids
 
 pytest.importorskip("pymilvus", reason="pip install 'ragtune[milvus]'")
 pytest.importorskip("milvus_lite", reason="Milvus Lite not installed: pip install 'ragtune[milvus]'")
 
 milvus_server, milvus_uri = _server.milvus_server, _server.milvus_uri  # the server fixtures (tests/milvus_server.py)
 
-PDFS = ("crazyones-pdfa.pdf", "google-doc-document.pdf", "habibi.pdf", "multicolumn.pdf", "pdflatex-4-pages.pdf",
-        "pdflatex-outline.pdf", "pdfkit.pdf")
 
 
 def _entry(path: str, digest: str = "h1", status: str = "pending", collection: str = "default", chunks: int = 0):
@@ -162,39 +162,11 @@ def test_a_claim_from_another_host_holds_until_its_lease_expires(milvus_uri, mon
 # -- two `python -m ingest` processes ------------------------------------------------------------------
 @pytest.fixture
 def corpus(tmp_path) -> Path:
-    dst = tmp_path / "corpus"
-    shutil.copytree(SAMPLE, dst)
-    for name in PDFS:
-        shutil.copy(shared("pdfs", "sample-files") / name, dst / name)
-    return dst
-
-
-def _ids(uri: str) -> set[str]:
-    from rag.stores import open_store
-
-    store = open_store(uri)
-    try:
-        return {c.id for chunks, _ in store.iter_chunks() for c in chunks}
-    finally:
-        store.close()
+    return make_corpus(tmp_path)
 
 
 def _ref_ids(make_rag, ref: Path) -> set[str]:
     return {c.id for chunks, _ in make_rag(store=str(ref)).store.iter_chunks() for c in chunks}
-
-
-def _start(corpus: Path, uri: str, data_dir: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAGTUNE_DATA_DIR": str(data_dir)}
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen([sys.executable, "-m", "ingest", str(corpus), "--store", uri, "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=data_dir,
-                            start_new_session=True)
-
-
-def _done(proc: subprocess.Popen) -> dict:
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-2000:]
-    return json.loads(out.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
