@@ -49,8 +49,8 @@ def render(rows: list[dict]) -> str:
     def f(x, nd=1):
         return "-" if x is None else f"{x:.{nd}f}"
 
-    lines = ["| model | questions | answer F1 | EM | cited | unsupported citations | p50 s/question | p90 | "
-             "tokens/s | time to first token s | peak RSS MB |",
+    lines = [("| model | questions | answer F1 | EM | cited | unsupported citations | p50 s/question | p90 | "
+              "tokens/s | time to first token s | peak RSS MB |"),
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         lines.append(f"| {r['name']} | {r['n']} | {r['f1']} | {r['em']} | {r['cited']} | {r['unsupported']} | "

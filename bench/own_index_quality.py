@@ -9,8 +9,8 @@ bench/retrieval_bench.py uses. This runs inside the pipeline's subprocess, after
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 SQUAD = ROOT.parent / "shared" / "data" / "squad"
