@@ -1,13 +1,17 @@
 """One table per catalogue model: answer quality from `python -m eval` runs, speed from `models bench`.
 
-    python -m bench.model_table NAME=EVAL_OUT_DIR [NAME=EVAL_OUT_DIR ...] [--models-dir DIR] [--out FILE.md]
+    python -m bench.model_table NAME=EVAL_OUT_DIR[,EVAL_OUT_DIR...] ... [--models-dir DIR] [--out FILE.md]
 
-Each ``EVAL_OUT_DIR`` is the ``--out`` folder of ``python -m eval DATASET --llm SPEC --out DIR`` over
-the same questions (bench/squad_to_eval.py builds them from the shared SQuAD set). Quality columns
-(answer F1 and EM with their bootstrap intervals, citation rate, unsupported-citation rate) come
-from its ``summary.json``; p50/p90 seconds per question from its ``rows.jsonl``; tokens/s, time to
-first token and peak RSS from ``<models_dir>/measured.json`` (``python -m rag models bench NAME``),
-where NAME is a catalogue name (other rows show "-").
+Each ``EVAL_OUT_DIR`` is the ``--out`` folder of ``python -m eval DATASET --llm SPEC --out DIR``
+(bench/squad_to_eval.py builds the datasets from the shared SQuAD set). Several folders for one
+model are pooled (a long run split into parts so a killed part loses only itself); a question id
+seen twice counts once. Everything is computed from the rows (``rows.jsonl``: each row's
+``metrics``): answer F1 and EM with percentile-bootstrap 95% intervals (eval's own
+``bootstrap_ci``, seed 0), the share of answers with a valid ``[n]`` (``cited``), the part of those
+the chain attributed itself (``attributed``), the unsupported-citation rate, answers that still
+hold a repeated sentence, and p50/p90 seconds per question. Tokens/s, time to first token and peak
+RSS come from ``<models_dir>/measured.json`` (``python -m rag models bench NAME``) where NAME is a
+catalogue name (other rows show "-").
 """
 
 from __future__ import annotations
@@ -19,27 +23,64 @@ import sys
 from pathlib import Path
 
 
-def _ci(cfg: dict, metric: str) -> str:
-    value = cfg["metrics"].get(metric)
-    if value is None:
-        return "-"
-    lo_hi = (cfg.get("ci") or {}).get(metric)
-    return f"{value:.3f} ({lo_hi[0]:.3f}-{lo_hi[1]:.3f})" if lo_hi else f"{value:.3f}"
-
-
 def _quantile(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
-def row(name: str, out_dir: Path, measured: dict) -> dict:
-    cfg = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))["configs"][0]
-    lat = [json.loads(line).get("latency_s") for line in (out_dir / "rows.jsonl").read_text(encoding="utf-8").splitlines()
-           if line.strip()]
-    lat = [x for x in lat if x is not None]
+def load_rows(folders: list[Path]) -> list[dict]:
+    """The rows of every folder, each question id once (the first folder that has it wins)."""
+    seen: set = set()
+    rows: list[dict] = []
+    for folder in folders:
+        for line in (folder / "rows.jsonl").read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            key = r.get("id")
+            if key is not None and key in seen:
+                continue
+            seen.add(key)
+            rows.append(r)
+    return rows
+
+
+def _metric(rows: list[dict], name: str) -> list:
+    return [(r.get("metrics") or {}).get(name) for r in rows]
+
+
+def _ci(rows: list[dict], name: str) -> str:
+    from eval.metrics import bootstrap_ci, mean
+
+    vals = _metric(rows, name)
+    m = mean(vals)
+    if m is None:
+        return "-"
+    lo, hi = bootstrap_ci(vals, seed=0)
+    return f"{m:.3f} ({lo:.3f}-{hi:.3f})"
+
+
+def _share(rows: list[dict], name: str) -> str:
+    from eval.metrics import mean
+
+    m = mean(_metric(rows, name))
+    return "-" if m is None else f"{m:.3f}"
+
+
+def repeated(rows: list[dict]) -> int:
+    """Answers that still hold a sentence said twice (the chain's guard should leave none)."""
+    from rag.repetition import strip_repeats
+
+    return sum(strip_repeats(r.get("prediction") or "")[1] for r in rows)
+
+
+def row(name: str, folders: list[Path], measured: dict) -> dict:
+    rows = load_rows(folders)
+    lat = [x for x in _metric(rows, "latency_s") if x is not None]
     speed = measured.get(name, {})
-    return {"name": name, "llm": cfg.get("llm"), "n": cfg.get("n"), "f1": _ci(cfg, "f1"), "em": _ci(cfg, "em"),
-            "cited": _ci(cfg, "cited"), "unsupported": _ci(cfg, "unsupported"),
+    return {"name": name, "n": len(rows), "f1": _ci(rows, "f1"), "em": _ci(rows, "em"),
+            "cited": _ci(rows, "cited"), "attributed": _share(rows, "attributed"),
+            "unsupported": _share(rows, "unsupported"), "repeated": repeated(rows),
             "p50_s": statistics.median(lat) if lat else None, "p90_s": _quantile(lat, 0.9) if lat else None,
             "tokens_per_s": speed.get("tokens_per_s"), "ttft_s": speed.get("ttft_s"),
             "rss_mb": speed.get("peak_rss_mb"), "threads": speed.get("threads")}
@@ -49,19 +90,19 @@ def render(rows: list[dict]) -> str:
     def f(x, nd=1):
         return "-" if x is None else f"{x:.{nd}f}"
 
-    lines = [("| model | questions | answer F1 | EM | cited | unsupported citations | p50 s/question | p90 | "
-              "tokens/s | time to first token s | peak RSS MB |"),
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [("| model | questions | answer F1 | EM | cited | of which attributed | unsupported | repeated | "
+              "p50 s/question | p90 | tokens/s | first token s | peak RSS MB |"),
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['n']} | {r['f1']} | {r['em']} | {r['cited']} | {r['unsupported']} | "
-                     f"{f(r['p50_s'])} | {f(r['p90_s'])} | {f(r['tokens_per_s'])} | {f(r['ttft_s'], 2)} | "
-                     f"{f(r['rss_mb'], 0)} |")
+        lines.append(f"| {r['name']} | {r['n']} | {r['f1']} | {r['em']} | {r['cited']} | {r['attributed']} | "
+                     f"{r['unsupported']} | {r['repeated']} | {f(r['p50_s'])} | {f(r['p90_s'])} | "
+                     f"{f(r['tokens_per_s'])} | {f(r['ttft_s'], 2)} | {f(r['rss_mb'], 0)} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", metavar="NAME=EVAL_OUT_DIR")
+    p.add_argument("runs", nargs="+", metavar="NAME=EVAL_OUT_DIR[,EVAL_OUT_DIR...]")
     p.add_argument("--models-dir", type=Path, default=Path("~/.cache/ragtune/models").expanduser())
     p.add_argument("--out", type=Path)
     a = p.parse_args(argv)
@@ -70,11 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     measured = load(a.models_dir)
     rows = []
     for spec in a.runs:
-        name, sep, folder = spec.partition("=")
-        if not sep or not (Path(folder) / "summary.json").is_file():
-            print(f"error: '{spec}': expected NAME=DIR where DIR holds an eval summary.json", file=sys.stderr)
+        name, sep, folders = spec.partition("=")
+        dirs = [Path(x) for x in folders.split(",") if x]
+        missing = [str(d) for d in dirs if not (d / "rows.jsonl").is_file()]
+        if not sep or not dirs or missing:
+            print(f"error: '{spec}': expected NAME=DIR[,DIR...] where each DIR holds an eval rows.jsonl "
+                  f"(python -m eval ... --out DIR){'; missing: ' + ', '.join(missing) if missing else ''}",
+                  file=sys.stderr)
             return 2
-        rows.append(row(name, Path(folder), measured))
+        rows.append(row(name, dirs, measured))
     text = render(rows)
     print(text)
     if a.out:

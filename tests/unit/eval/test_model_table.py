@@ -1,5 +1,5 @@
 """bench/model_table.py joins eval runs with the speed measured by `rag models bench` (hand-made
-run folders: the table's arithmetic, not a model, is under test)."""
+run folders shaped like the harness's rows.jsonl: the table's arithmetic, not a model, is under test)."""
 
 from __future__ import annotations
 
@@ -8,31 +8,40 @@ import json
 from bench import model_table
 
 
-def _run(folder, f1, latencies):
+def _run(folder, rows):
+    """rows: (id, f1, latency_s, prediction); rows nest their scores under "metrics" as eval writes them."""
     folder.mkdir()
-    cfg = {"name": "x", "llm": "qwen2.5-coder-0.5b", "n": len(latencies),
-           "metrics": {"f1": f1, "em": 0.25, "cited": 0.9, "unsupported": 0.05},
-           "ci": {"f1": [f1 - 0.05, f1 + 0.05]}}
-    (folder / "summary.json").write_text(json.dumps({"configs": [cfg]}))
-    (folder / "rows.jsonl").write_text("\n".join(json.dumps({"latency_s": x}) for x in latencies))
+    lines = [json.dumps({"id": i, "prediction": pred,
+                         "metrics": {"f1": f1, "em": float(f1 == 1.0), "cited": 1.0, "attributed": 0.0,
+                                     "unsupported": 0.0, "latency_s": lat}})
+             for i, f1, lat, pred in rows]
+    (folder / "rows.jsonl").write_text("\n".join(lines) + "\n")
     return folder
 
 
-def test_table_rows_join_quality_latency_and_measured_speed(tmp_path, capsys):
+def test_table_rows_join_quality_latency_and_measured_speed(tmp_path):
     models = tmp_path / "models"
     models.mkdir()
     (models / "measured.json").write_text(json.dumps(
         {"qwen2.5-coder-0.5b": {"tokens_per_s": 21.5, "ttft_s": 1.25, "peak_rss_mb": 812, "threads": 1}}))
-    a = _run(tmp_path / "a", 0.4, [3.0, 1.0, 2.0, 10.0])
-    b = _run(tmp_path / "b", 0.1, [5.0])
+    a = _run(tmp_path / "a", [("q1", 1.0, 3.0, "140 grams [1]"), ("q2", 0.0, 1.0, "The widget is red. The widget is red.")])
+    b = _run(tmp_path / "b", [("q2", 0.5, 9.0, "dup id: ignored"), ("q3", 0.5, 2.0, "x"), ("q4", 0.5, 10.0, "y")])
+    c = _run(tmp_path / "c", [("q1", 0.25, 5.0, "One. Two.")])
     out = tmp_path / "table.md"
-    assert model_table.main([f"qwen2.5-coder-0.5b={a}", f"openai:qwen={b}", "--models-dir", str(models),
+    assert model_table.main([f"qwen2.5-coder-0.5b={a},{b}", f"openai:qwen={c}", "--models-dir", str(models),
                              "--out", str(out)]) == 0
     lines = out.read_text().splitlines()
-    assert lines[2].startswith("| qwen2.5-coder-0.5b | 4 | 0.400 (0.350-0.450) | 0.250 | 0.900 | 0.050 | 2.5 | 10.0 | 21.5 | 1.25 | 812 |")
-    assert lines[3].startswith("| openai:qwen | 1 | 0.100 (0.050-0.150) |") and lines[3].endswith("| 5.0 | 5.0 | - | - | - |")
+    cells = [x.strip() for x in lines[2].strip("|").split("|")]
+    # pooled: q1 q2 from a, q3 q4 from b (b's q2 is a duplicate) -> F1 mean (1+0+0.5+0.5)/4
+    assert cells[:2] == ["qwen2.5-coder-0.5b", "4"]
+    assert cells[2].startswith("0.500 (") and cells[3].startswith("0.250 (")
+    assert cells[7] == "1"                      # q2 repeats a sentence
+    assert cells[8:] == ["2.5", "10.0", "21.5", "1.25", "812"]   # p50 of 3,1,2,10; p90; measured speed
+    other = [x.strip() for x in lines[3].strip("|").split("|")]
+    assert other[:3] == ["openai:qwen", "1", "0.250 (0.250-0.250)"] and other[7] == "0"
+    assert other[-3:] == ["-", "-", "-"]
 
 
-def test_a_folder_without_a_summary_is_a_usage_error(tmp_path, capsys):
+def test_a_folder_without_rows_is_a_usage_error(tmp_path, capsys):
     assert model_table.main([f"m={tmp_path}"]) == 2
-    assert "summary.json" in capsys.readouterr().err
+    assert "rows.jsonl" in capsys.readouterr().err
