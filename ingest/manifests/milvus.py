@@ -44,13 +44,12 @@ import itertools
 import os
 import random
 import secrets
-import socket
 import threading
 import time
 from pathlib import Path
 
 from ingest.manifest import Entry
-from ingest.manifests.pgvector import _OPEN, _alive  # the same pid rules as pgvector's leases
+from ingest.manifests.leases import LeaseHolder, alive
 from rag.errors import StoreError, redact
 from rag.stores.milvus import _lit  # a Milvus string literal
 from rag.types import DEFAULT_COLLECTION
@@ -67,7 +66,7 @@ def _key(collection: str, path: str) -> str:
     return hashlib.sha256(f"{collection}\0{path}".encode()).hexdigest()[:40]
 
 
-class MilvusManifest:
+class MilvusManifest(LeaseHolder):
     def __init__(self, store_uri: str):
         from pymilvus import MilvusClient
 
@@ -77,13 +76,11 @@ class MilvusManifest:
         self.uri = cfg["display"]
         self.name = f"{cfg['collection']}_manifest"
         self.timeout = cfg["timeout"]
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._init_leases()
         self._lock = threading.RLock()  # one client for the run and its heartbeat thread
         self._seq = itertools.count()
         self._held: dict[str, str] = {}  # key -> id of my live claim row
         self._beat: str | None = None
-        self._stop = threading.Event()
-        self._renewer: threading.Thread | None = None
         self._writes = 0
         self._lite = False
         if cfg["local"]:
@@ -98,7 +95,6 @@ class MilvusManifest:
         except Exception as e:
             raise StoreError(f"cannot open the manifest in {redact(store_uri)}: {redact(str(e))}. Next: check that "
                              "the server is running (scripts/milvus.sh start) and MILVUS_TOKEN") from e
-        _OPEN.add(self.owner)
 
     def _ensure(self) -> None:
         if not self.client.has_collection(self.name):
@@ -169,10 +165,7 @@ class MilvusManifest:
         self._do("written", self.client.delete, self.name, ids=[f"e:{_key(collection, path)}"], timeout=self.timeout)
 
     def close(self) -> None:
-        _OPEN.discard(self.owner)
-        self._stop.set()
-        if self._renewer is not None:
-            self._renewer.join(timeout=5)
+        self.end_leases()
         try:
             self.release()
         except StoreError:
@@ -241,7 +234,7 @@ class MilvusManifest:
         now, until = time.time(), {}
         for b in beats:
             until[b["owner"]] = max(until.get(b["owner"], 0.0), float(b["lease_until"]))
-        live = {o for o in owners if until.get(o, 0.0) > now and _alive(o)}
+        live = {o for o in owners if until.get(o, 0.0) > now and alive(o)}
         dead = [r["id"] for r in rows if r["owner"] not in live]
         if dead:
             self._do("written", self.client.delete, self.name, ids=dead, timeout=self.timeout)

@@ -11,13 +11,11 @@ once). ``done`` and ``failed`` rows hold no lease.
 from __future__ import annotations
 
 import contextlib
-import os
-import secrets
-import socket
 import threading
 import time
 
 from ingest.manifest import Entry
+from ingest.manifests.leases import LeaseHolder, alive
 from rag.errors import StoreError, redact
 from rag.types import DEFAULT_COLLECTION
 
@@ -25,29 +23,7 @@ LEASE_S = 60.0
 _COLS = ("path", "source", "size", "mtime_ns", "hash", "fingerprint", "chunks", "status", "reason", "collection")
 
 
-_OPEN: set[str] = set()  # owners of the manifests open in this process
-
-
-def _alive(owner: str | None) -> bool:
-    """Whether the run named ``owner`` may still hold its lease (only a pid on this host can be checked)."""
-    if not owner:
-        return False
-    host, _, rest = owner.partition(":")
-    if host != socket.gethostname():
-        return True
-    pid = rest.split(":")[0]
-    if pid == str(os.getpid()):
-        return owner in _OPEN  # an earlier run in this process that ended without releasing (an outage)
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
-        return True
-    return True
-
-
-class PgManifest:
+class PgManifest(LeaseHolder):
     def __init__(self, store_uri: str):
         import psycopg
         from psycopg import sql
@@ -59,8 +35,7 @@ class PgManifest:
         self._conninfo = cfg["conn"]
         self._sql = sql
         self._t = sql.Identifier(f"{cfg['table']}_manifest")
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        _OPEN.add(self.owner)
+        self._init_leases()
         try:
             self.db = psycopg.connect(**self._conninfo, autocommit=True)
         except psycopg.OperationalError as e:
@@ -75,8 +50,6 @@ class PgManifest:
             owner text, lease_until double precision, updated double precision,
             PRIMARY KEY (collection, path))""").format(self._t))
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._renewer: threading.Thread | None = None
 
     # -- the Manifest interface ---------------------------------------------------------------
     def get(self, path: str, collection: str = DEFAULT_COLLECTION) -> Entry | None:
@@ -101,10 +74,7 @@ class PgManifest:
         self._q("DELETE FROM {t} WHERE collection=%s AND path=%s", (collection, path))
 
     def close(self) -> None:
-        _OPEN.discard(self.owner)
-        self._stop.set()
-        if self._renewer is not None:
-            self._renewer.join(timeout=5)
+        self.end_leases()
         import psycopg
 
         try:
@@ -138,7 +108,7 @@ class PgManifest:
                 if old.status == "done" and (old.hash, old.fingerprint) == (e.hash, e.fingerprint):
                     return "done", old
                 if old.status == "pending" and owner not in (None, self.owner) and (until or 0) > now \
-                        and _alive(owner):
+                        and alive(owner):
                     return "busy", old
                 self.db.execute(self._s(
                     "UPDATE {t} SET source=%s, size=%s, mtime_ns=%s, hash=%s, fingerprint=%s, chunks=%s, "
