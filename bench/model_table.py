@@ -11,7 +11,9 @@ seen twice counts once. Everything is computed from the rows (``rows.jsonl``: ea
 the chain attributed itself (``attributed``), the unsupported-citation rate, answers that still
 hold a repeated sentence, and p50/p90 seconds per question. Tokens/s, time to first token and peak
 RSS come from ``<models_dir>/measured.json`` (``python -m rag models bench NAME``) where NAME is a
-catalogue name (other rows show "-").
+catalogue name (other rows show "-"). ``--common`` scores every model on the questions all runs
+share (e.g. a slow model run on a seeded subset: ``squad_to_eval.py --n 100`` picks a subset of
+``--n 300``).
 """
 
 from __future__ import annotations
@@ -74,8 +76,7 @@ def repeated(rows: list[dict]) -> int:
     return sum(strip_repeats(r.get("prediction") or "")[1] for r in rows)
 
 
-def row(name: str, folders: list[Path], measured: dict) -> dict:
-    rows = load_rows(folders)
+def row(name: str, rows: list[dict], measured: dict) -> dict:
     lat = [x for x in _metric(rows, "latency_s") if x is not None]
     speed = measured.get(name, {})
     return {"name": name, "n": len(rows), "f1": _ci(rows, "f1"), "em": _ci(rows, "em"),
@@ -105,11 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runs", nargs="+", metavar="NAME=EVAL_OUT_DIR[,EVAL_OUT_DIR...]")
     p.add_argument("--models-dir", type=Path, default=Path("~/.cache/ragtune/models").expanduser())
     p.add_argument("--out", type=Path)
+    p.add_argument("--common", action="store_true",
+                   help="score every model on only the questions all of them answered (runs of different sizes)")
     a = p.parse_args(argv)
     from rag.model_speed import load
 
     measured = load(a.models_dir)
-    rows = []
+    runs = []
     for spec in a.runs:
         name, sep, folders = spec.partition("=")
         dirs = [Path(x) for x in folders.split(",") if x]
@@ -119,8 +122,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"(python -m eval ... --out DIR){'; missing: ' + ', '.join(missing) if missing else ''}",
                   file=sys.stderr)
             return 2
-        rows.append(row(name, dirs, measured))
-    text = render(rows)
+        runs.append((name, load_rows(dirs)))
+    if a.common:
+        shared = set.intersection(*({r.get("id") for r in rows} for _, rows in runs))
+        runs = [(name, [r for r in rows if r.get("id") in shared]) for name, rows in runs]
+    text = render([row(name, rows, measured) for name, rows in runs])
     print(text)
     if a.out:
         a.out.write_text(text, encoding="utf-8")

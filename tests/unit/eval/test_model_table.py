@@ -45,3 +45,12 @@ def test_table_rows_join_quality_latency_and_measured_speed(tmp_path):
 def test_a_folder_without_rows_is_a_usage_error(tmp_path, capsys):
     assert model_table.main([f"m={tmp_path}"]) == 2
     assert "rows.jsonl" in capsys.readouterr().err
+
+
+def test_common_keeps_the_questions_every_run_answered(tmp_path):
+    a = _run(tmp_path / "a", [("q1", 1.0, 1.0, "a"), ("q2", 0.0, 1.0, "b"), ("q3", 0.0, 1.0, "c")])
+    b = _run(tmp_path / "b", [("q1", 0.5, 2.0, "d"), ("q3", 0.5, 2.0, "e")])
+    out = tmp_path / "t.md"
+    assert model_table.main([f"x={a}", f"y={b}", "--common", "--models-dir", str(tmp_path), "--out", str(out)]) == 0
+    x, y = ([c.strip() for c in line.strip("|").split("|")] for line in out.read_text().splitlines()[2:4])
+    assert x[1] == y[1] == "2" and x[2].startswith("0.500") and y[2].startswith("0.500")
