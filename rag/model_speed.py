@@ -81,8 +81,13 @@ def measure(name: str, settings: Any, *, max_tokens: int = 64, rounds: int = 2) 
     load_s = time.perf_counter() - t0
     _one(llm, 4, 0)  # warm-up: first-call allocations are not the model's speed
     runs = [_one(llm, max_tokens, r + 1) for r in range(rounds)]
+    ttft = statistics.median(r["ttft_s"] for r in runs)
+    # The prompt's size beside its first-token time: a chain prompt of P tokens then takes about
+    # P / prompt_tokens_per_s before its first token (five 1,000-character passages are ~1,400 tokens).
+    prompt_tokens = llm.count_tokens("\n".join(m["content"] for m in messages(1)))
     return {"tokens_per_s": round(statistics.median(r["tokens_per_s"] for r in runs), 2),
-            "ttft_s": round(statistics.median(r["ttft_s"] for r in runs), 3),
+            "ttft_s": round(ttft, 3), "prompt_tokens": prompt_tokens,
+            "prompt_tokens_per_s": round(prompt_tokens / ttft, 1) if ttft > 0 else None,
             "load_s": round(load_s, 2), "peak_rss_mb": round(_peak_rss_mb()),
             "tokens": runs[-1]["tokens"], "max_new_tokens": max_tokens, "rounds": rounds,
             "threads": getattr(settings.llm, "threads", None) or _threads_used(llm),

@@ -114,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print_json({"name": name, **figures})
         else:
-            print(f"{name}: {figures['tokens_per_s']:.1f} tokens/s, first token {figures['ttft_s']:.2f} s, "
-                  f"peak RSS {figures['peak_rss_mb']} MB, {figures['threads']} threads on {figures['cpu']}")
+            print(f"{name}: {figures['tokens_per_s']:.1f} tokens/s, first token {figures['ttft_s']:.2f} s "
+                  f"({figures['prompt_tokens']}-token prompt: {figures['prompt_tokens_per_s']} prompt tokens/s), peak RSS {figures['peak_rss_mb']} MB, {figures['threads']} threads on {figures['cpu']}")
         return 0
     removed = catalogue.remove(args.name, root)  # rm
     if args.json:

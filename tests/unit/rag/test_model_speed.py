@@ -41,6 +41,8 @@ def test_bench_measures_the_packaged_model_and_list_shows_it(root, capsys):
     assert figures["name"] == "smollm2-135m"  # the alias is recorded under the catalogue name
     assert figures["tokens_per_s"] > 0 and figures["ttft_s"] > 0 and figures["peak_rss_mb"] > 50
     assert figures["threads"] == 1 and figures["tokens"] > 1 and figures["cpu"]
+    assert 250 < figures["prompt_tokens"] < 600  # the five-passage prompt, counted by the model's tokenizer
+    assert figures["prompt_tokens_per_s"] == pytest.approx(figures["prompt_tokens"] / figures["ttft_s"], rel=0.01)
     assert model_speed.load(root)["smollm2-135m"]["tokens_per_s"] == figures["tokens_per_s"]
 
     assert main(["models", "list", "--json"]) == 0
