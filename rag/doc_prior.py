@@ -11,7 +11,7 @@ document vote breaks near-ties between chunks of look-alike documents.
 
 A question that names no document scores every document 0 (or all equally), so the chunk order is
 unchanged; so is a corpus without context lines (SciFact abstracts added as plain texts). Measured on
-the shared sets in bench/results/sec.md and docs/retrieval.md.
+the shared sets in bench/results/sec.md and docs/documents.md.
 """
 
 from __future__ import annotations
