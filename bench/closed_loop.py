@@ -134,8 +134,7 @@ def eval_teacher(params, settings, out: Path, spec: str) -> dict:
 
 def answer_stats(rows_file: Path) -> dict:
     """Where an F1 gain comes from: answer length, and how often a reference answer appears in the answer."""
-    from eval.metrics import normalize_answer
-    from loop.stages.evaluate import strip_citations
+    from eval.metrics import normalize_answer, strip_citations
     from loop.workdir import read_rows
 
     rows = read_rows(rows_file)

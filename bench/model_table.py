@@ -5,13 +5,16 @@
 Each ``EVAL_OUT_DIR`` is the ``--out`` folder of ``python -m eval DATASET --llm SPEC --out DIR``
 (bench/squad_to_eval.py builds the datasets from the shared SQuAD set). Several folders for one
 model are pooled (a long run split into parts so a killed part loses only itself); a question id
-seen twice counts once. Everything is computed from the rows (``rows.jsonl``: each row's
+seen twice counts once. EM and F1 are scored again from each row's prediction (:func:`rescore`).
+Everything is computed from the rows (``rows.jsonl``: each row's
 ``metrics``): answer F1 and EM with percentile-bootstrap 95% intervals (eval's own
 ``bootstrap_ci``, seed 0), the share of answers with a valid ``[n]`` (``cited``), the part of those
 the chain attributed itself (``attributed``), the unsupported-citation rate, answers that still
-hold a repeated sentence, and p50/p90 seconds per question. Tokens/s, time to first token and peak
-RSS come from ``<models_dir>/measured.json`` (``python -m rag models bench NAME``) where NAME is a
-catalogue name (other rows show "-"). ``--common`` scores every model on the questions all runs
+hold a repeated sentence, and p50/p90 seconds per question. From ``<models_dir>/measured.json``
+(``python -m rag models bench NAME``, where NAME is a catalogue name): decode tokens/s, prompt
+tokens/s, the bench prompt's time to first token (a ~350-token prompt; a five-passage chain prompt
+is ~1,400 tokens, so p50 is the figure for a question) and peak RSS
+(other rows show "-"). ``--common`` scores every model on the questions all runs
 share (e.g. a slow model run on a seeded subset: ``squad_to_eval.py --n 100`` picks a subset of
 ``--n 300``).
 """
@@ -45,6 +48,20 @@ def load_rows(folders: list[Path]) -> list[dict]:
             seen.add(key)
             rows.append(r)
     return rows
+
+
+def rescore(rows: list[dict]) -> list[dict]:
+    """EM and F1 again from each row's prediction and references with today's
+    ``eval.metrics.answer_scores`` (citation markers removed), so runs written before a metric change
+    compare on the same metric."""
+    from eval.metrics import answer_scores
+
+    out = []
+    for r in rows:
+        if r.get("prediction") is not None and r.get("references"):
+            r = {**r, "metrics": {**(r.get("metrics") or {}), **answer_scores(r["prediction"], r["references"])}}
+        out.append(r)
+    return out
 
 
 def _metric(rows: list[dict], name: str) -> list:
@@ -84,6 +101,7 @@ def row(name: str, rows: list[dict], measured: dict) -> dict:
             "unsupported": _share(rows, "unsupported"), "repeated": repeated(rows),
             "p50_s": statistics.median(lat) if lat else None, "p90_s": _quantile(lat, 0.9) if lat else None,
             "tokens_per_s": speed.get("tokens_per_s"), "ttft_s": speed.get("ttft_s"),
+            "prompt_tps": speed.get("prompt_tokens_per_s"),
             "rss_mb": speed.get("peak_rss_mb"), "threads": speed.get("threads")}
 
 
@@ -92,12 +110,12 @@ def render(rows: list[dict]) -> str:
         return "-" if x is None else f"{x:.{nd}f}"
 
     lines = [("| model | questions | answer F1 | EM | cited | of which attributed | unsupported | repeated | "
-              "p50 s/question | p90 | tokens/s | first token s | peak RSS MB |"),
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "p50 s/question | p90 | tokens/s | prompt tokens/s | bench first token s | peak RSS MB |"),
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         lines.append(f"| {r['name']} | {r['n']} | {r['f1']} | {r['em']} | {r['cited']} | {r['attributed']} | "
                      f"{r['unsupported']} | {r['repeated']} | {f(r['p50_s'])} | {f(r['p90_s'])} | "
-                     f"{f(r['tokens_per_s'])} | {f(r['ttft_s'], 2)} | {f(r['rss_mb'], 0)} |")
+                     f"{f(r['tokens_per_s'])} | {f(r['prompt_tps'], 0)} | {f(r['ttft_s'], 2)} | {f(r['rss_mb'], 0)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -122,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"(python -m eval ... --out DIR){'; missing: ' + ', '.join(missing) if missing else ''}",
                   file=sys.stderr)
             return 2
-        runs.append((name, load_rows(dirs)))
+        runs.append((name, rescore(load_rows(dirs))))
     if a.common:
         shared = set.intersection(*({r.get("id") for r in rows} for _, rows in runs))
         runs = [(name, [r for r in rows if r.get("id") in shared]) for name, rows in runs]

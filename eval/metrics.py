@@ -112,7 +112,18 @@ def best_over(fn: Callable[[str, str], float], prediction: str, references: Iter
     return max((fn(prediction, r) for r in references), default=0.0)
 
 
+_CITE_MARKER = re.compile(r"\[\s*(?:passage\s*)?\d+(?:\s*[-,;]\s*\d+)*\s*\]", re.IGNORECASE)
+
+
+def strip_citations(text: str) -> str:
+    """The answer without its ``[n]`` / ``[1, 2]`` / ``[passage 1]`` markers, whitespace collapsed."""
+    return " ".join(_CITE_MARKER.sub(" ", text).split())
+
+
 def answer_scores(prediction: str, references: Sequence[str]) -> dict[str, float]:
+    """EM, F1 and ROUGE-L of the answer against its best reference, citation markers removed first
+    (``"gold [1]"`` is an exact match for ``gold``: the marker is the chain's, not the answer's)."""
+    prediction = strip_citations(prediction)
     return {"em": best_over(exact_match, prediction, references),
             "f1": best_over(token_f1, prediction, references),
             "rougeL": best_over(rouge_l, prediction, references)}

@@ -10,7 +10,6 @@ answer, ``OUT/registry.json`` what MLflow did with the adapter's registry versio
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import Any
 
@@ -19,13 +18,6 @@ from loop.stages import Context, open_rag
 from loop.stages.split import match_doc
 from loop.workdir import Paths, log, read_rows, write_rows
 from rag.errors import DataError
-
-_CITE = re.compile(r"\[\s*(?:passage\s*)?\d+(?:\s*[-,;]\s*\d+)*\s*\]", re.IGNORECASE)
-
-
-def strip_citations(text: str) -> str:
-    """The answer without its ``[n]`` / ``[passage 1, 2]`` markers, whitespace collapsed."""
-    return " ".join(_CITE.sub(" ", text).split())
 
 
 def _test_examples(params: LoopParams, paths: Paths) -> tuple[list[Any], int]:
@@ -66,7 +58,7 @@ def _answer_rows(params: LoopParams, paths: Paths, ctx: Context, examples: list[
             t0 = time.perf_counter()
             for i, (ex, hits, row) in enumerate(zip(examples, retrieved, rows), 1):
                 ans = chain.answer(ex.question, retrieve=lambda _q, h=hits: h[:k], llm=llm, settings=rag.settings)
-                s = M.answer_scores(strip_citations(ans.text), ex.answers)
+                s = M.answer_scores(ans.text, ex.answers)  # markers removed there
                 row[name] = ans.text
                 row["metrics"][f"{name}_em"], row["metrics"][f"{name}_f1"] = s["em"], s["f1"]
                 if i % 25 == 0:

@@ -132,3 +132,12 @@ def test_citation_scores_count_valid_gold_unsupported_and_attributed():
     assert M.citation_scores(wrong, refs) == {"cited": 1.0, "cited_gold": 0.0, "unsupported": 1.0, "attributed": 0.0}
     none = Answer(text="Rollo", sources=[source(1, "Normans.pdf", 2, False)])
     assert M.citation_scores(none, [])["cited"] == 0.0 and M.citation_scores(none, [])["cited_gold"] is None
+
+
+def test_citation_markers_are_removed_before_answer_scoring():
+    # The chain's "[n]" is not part of the answer: "gold [1]" is an exact match for "gold" (it scored
+    # F1 0.67, EM 0 before, which put every cited answer of the 300-question model table at EM 0).
+    assert M.answer_scores("gold [1]", ["gold"]) == {"em": 1.0, "f1": 1.0, "rougeL": 1.0}
+    assert M.answer_scores("Denver Broncos [1, 2] [Passage 3]", ["Denver Broncos"])["em"] == 1.0
+    assert M.answer_scores("1995 [1-2]", ["1978"])["f1"] == 0.0
+    assert M.strip_citations("140 grams [1].") == "140 grams ."

@@ -8,10 +8,10 @@ import json
 from bench import model_table
 
 
-def _run(folder, rows):
+def _run(folder, rows, refs=None):
     """rows: (id, f1, latency_s, prediction); rows nest their scores under "metrics" as eval writes them."""
     folder.mkdir()
-    lines = [json.dumps({"id": i, "prediction": pred,
+    lines = [json.dumps({"id": i, "prediction": pred, **({"references": refs} if refs else {}),
                          "metrics": {"f1": f1, "em": float(f1 == 1.0), "cited": 1.0, "attributed": 0.0,
                                      "unsupported": 0.0, "latency_s": lat}})
              for i, f1, lat, pred in rows]
@@ -36,7 +36,7 @@ def test_table_rows_join_quality_latency_and_measured_speed(tmp_path):
     assert cells[:2] == ["qwen2.5-coder-0.5b", "4"]
     assert cells[2].startswith("0.500 (") and cells[3].startswith("0.250 (")
     assert cells[7] == "1"                      # q2 repeats a sentence
-    assert cells[8:] == ["2.5", "10.0", "21.5", "1.25", "812"]   # p50 of 3,1,2,10; p90; measured speed
+    assert cells[8:] == ["2.5", "10.0", "21.5", "-", "1.25", "812"]   # p50 of 3,1,2,10; p90; measured speed
     other = [x.strip() for x in lines[3].strip("|").split("|")]
     assert other[:3] == ["openai:qwen", "1", "0.250 (0.250-0.250)"] and other[7] == "0"
     assert other[-3:] == ["-", "-", "-"]
@@ -54,3 +54,12 @@ def test_common_keeps_the_questions_every_run_answered(tmp_path):
     assert model_table.main([f"x={a}", f"y={b}", "--common", "--models-dir", str(tmp_path), "--out", str(out)]) == 0
     x, y = ([c.strip() for c in line.strip("|").split("|")] for line in out.read_text().splitlines()[2:4])
     assert x[1] == y[1] == "2" and x[2].startswith("0.500") and y[2].startswith("0.500")
+
+
+def test_em_and_f1_are_rescored_from_the_predictions(tmp_path):
+    # A run written when "[1]" still counted against the answer: the table scores it again.
+    a = _run(tmp_path / "a", [("q1", 0.667, 1.0, "gold [1]")], refs=["gold"])
+    out = tmp_path / "t.md"
+    assert model_table.main([f"x={a}", "--models-dir", str(tmp_path), "--out", str(out)]) == 0
+    cells = [c.strip() for c in out.read_text().splitlines()[2].strip("|").split("|")]
+    assert cells[2].startswith("1.000") and cells[3].startswith("1.000")
