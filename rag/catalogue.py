@@ -12,10 +12,11 @@ name                     source
 =======================  ==========================================================================
 
 The default LLM (spec ``''``) is the first installed model of :data:`DEFAULT_ORDER`: the best
-answers within the latency budget of a 2-core CPU, as measured in bench/results/repetition.md
-(Qwen2.5-Coder-0.5B: SQuAD answer F1 0.293 against SmolLM2-135M's 0.081 on the same 40 questions
-and passages; the 1.5B answered wordier and slower in issue 21's 24-question probe, so it is not in
-the order: name it to use it).
+answers within a latency budget of ~15 s per question on a 2-core CPU (docs/llms.md, "Answer
+quality per model": on 300 SQuAD questions Qwen2.5-Coder-0.5B scores answer F1 0.229 at a p50 of
+12.5 s against SmolLM2-135M's 0.049 at 6.6 s). The 1.5B doubles the 0.5B's F1 on the same 50
+questions (0.398 vs 0.196) but takes ~29 s a question at one thread, so it is not in the order:
+name it to use it.
 
 Assembled and downloaded files live in the model cache, ``settings.models_dir`` (default
 ``~/.cache/ragtune/models``, ``RAGTUNE_MODELS_DIR``). The part packages are third-party uploads:
