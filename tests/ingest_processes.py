@@ -49,3 +49,18 @@ def finish(proc: subprocess.Popen) -> dict:
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-2000:]
     return json.loads(out.strip().splitlines()[-1])
+
+
+def two_machines_at_once(corpus: Path, uri: str, tmp_path: Path, make_rag) -> None:
+    """Two runs started together over the same folder and store: each file is ingested once, the store
+    ends with a clean single ingest's chunk ids, and a third run finds everything done."""
+    ref = make_rag(store=str(tmp_path / "ref")).ingest([corpus])
+    a, b = start_ingest(corpus, uri, tmp_path / "a"), start_ingest(corpus, uri, tmp_path / "b")
+    ra, rb = finish(a), finish(b)
+    assert ra["added"] + rb["added"] == ref.added == len(PDFS) + len(list(SAMPLE.iterdir()))  # each file once
+    assert ra["chunks"] + rb["chunks"] == ref.chunks
+    assert store_ids(uri) == {c.id for chunks, _ in make_rag(store=str(tmp_path / "ref")).store.iter_chunks()
+                              for c in chunks}
+    # A third run from either machine finds everything done by the other.
+    rc = finish(start_ingest(corpus, uri, tmp_path / "a"))
+    assert (rc["added"], rc["updated"], rc["unchanged"], rc["chunks"]) == (0, 0, ref.added, 0)

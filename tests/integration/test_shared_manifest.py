@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SAMPLE
-from tests.ingest_processes import PDFS, make_corpus
 from tests.ingest_processes import finish as _done
+from tests.ingest_processes import make_corpus, two_machines_at_once
 from tests.ingest_processes import start_ingest as _start
 from tests.ingest_processes import store_ids as _ids
 
@@ -29,16 +28,7 @@ def corpus(tmp_path) -> Path:
 
 
 def test_two_machines_at_once_end_with_one_clean_ingest(pg_table, corpus, tmp_path, make_rag):
-    ref = make_rag(store=str(tmp_path / "ref")).ingest([corpus])
-    a, b = _start(corpus, pg_table, tmp_path / "a"), _start(corpus, pg_table, tmp_path / "b")
-    ra, rb = _done(a), _done(b)
-    assert ra["added"] + rb["added"] == ref.added == len(PDFS) + len(list(SAMPLE.iterdir()))  # each file once
-    assert ra["chunks"] + rb["chunks"] == ref.chunks
-    assert _ids(pg_table) == {c.id for chunks, _ in make_rag(store=str(tmp_path / "ref")).store.iter_chunks()
-                              for c in chunks}
-    # A third run from either machine finds everything done by the other.
-    rc = _done(_start(corpus, pg_table, tmp_path / "a"))
-    assert (rc["added"], rc["updated"], rc["unchanged"], rc["chunks"]) == (0, 0, ref.added, 0)
+    two_machines_at_once(corpus, pg_table, tmp_path, make_rag)
 
 
 def test_a_machine_killed_mid_run_is_completed_by_the_next_run(pg_table, corpus, tmp_path, make_rag):

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from tests import milvus_server as _server
-from tests.conftest import ROOT, SAMPLE
-from tests.ingest_processes import PDFS, make_corpus
+from tests.conftest import ROOT
 from tests.ingest_processes import finish as _done
+from tests.ingest_processes import make_corpus, two_machines_at_once
 from tests.ingest_processes import start_ingest as _start
 from tests.ingest_processes import store_ids as _ids
 
@@ -171,15 +171,7 @@ def _ref_ids(make_rag, ref: Path) -> set[str]:
 
 @pytest.mark.slow
 def test_two_machines_at_once_end_with_one_clean_ingest(milvus_uri, corpus, tmp_path, make_rag):
-    ref = make_rag(store=str(tmp_path / "ref")).ingest([corpus])
-    a, b = _start(corpus, milvus_uri, tmp_path / "a"), _start(corpus, milvus_uri, tmp_path / "b")
-    ra, rb = _done(a), _done(b)
-    assert ra["added"] + rb["added"] == ref.added == len(PDFS) + len(list(SAMPLE.iterdir()))  # each file once
-    assert ra["chunks"] + rb["chunks"] == ref.chunks
-    assert _ids(milvus_uri) == _ref_ids(make_rag, tmp_path / "ref")
-    # A third run from either machine finds everything done by the other.
-    rc = _done(_start(corpus, milvus_uri, tmp_path / "a"))
-    assert (rc["added"], rc["updated"], rc["unchanged"], rc["chunks"]) == (0, 0, ref.added, 0)
+    two_machines_at_once(corpus, milvus_uri, tmp_path, make_rag)
 
 
 @pytest.mark.slow
