@@ -12,7 +12,7 @@ Everything is computed from the rows (``rows.jsonl``: each row's
 the chain attributed itself (``attributed``), the unsupported-citation rate, answers that still
 hold a repeated sentence, and p50/p90 seconds per question. From ``<models_dir>/measured.json``
 (``python -m rag models bench NAME``, where NAME is a catalogue name): decode tokens/s, prompt
-tokens/s, the bench prompt's time to first token (a ~350-token prompt; a five-passage chain prompt
+tokens/s, the bench prompt's time to first token (a ~410-token prompt; a five-passage chain prompt
 is ~1,400 tokens, so p50 is the figure for a question) and peak RSS
 (other rows show "-"). ``--common`` scores every model on the questions all runs
 share (e.g. a slow model run on a seeded subset: ``squad_to_eval.py --n 100`` picks a subset of
