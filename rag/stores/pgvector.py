@@ -145,10 +145,14 @@ class PgVectorStore:
         try:
             with conn.transaction():
                 if not conn.execute("SELECT 1 FROM pg_extension WHERE extname='vector'").fetchone():
+                    self._ddl_lock(conn, "ragtune:extension")
                     conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
             register_vector(conn)
-            conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (key text PRIMARY KEY, value jsonb NOT NULL)")
-                         .format(self._meta))
+            if conn.execute("SELECT to_regclass(%s)", (f"{self.table}_meta",)).fetchone()[0] is None:
+                with conn.transaction():
+                    self._ddl_lock(conn)
+                    conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (key text PRIMARY KEY, value jsonb NOT NULL)")
+                                 .format(self._meta))
             conn.execute("SET hnsw.iterative_scan = relaxed_order")
             conn.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(self.ef_search)))
         except psycopg.Error as e:
@@ -161,6 +165,12 @@ class PgVectorStore:
             self._migrate(conn)
         return conn
 
+    def _ddl_lock(self, conn: psycopg.Connection, key: str | None = None) -> None:
+        """Serialise schema changes to this table across processes and machines (held to the end of
+        the transaction). Two ingests starting at once would otherwise race inside CREATE ... IF NOT
+        EXISTS and one would fail with a unique violation on PostgreSQL's catalog."""
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key or f"ragtune:{self.table}",))
+
     def _migrate(self, conn: psycopg.Connection) -> None:
         """Schema 1 -> 2: the collection column and its index (idempotent; old rows are 'default')."""
         has = conn.execute("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'collection' "
@@ -170,6 +180,7 @@ class PgVectorStore:
         if has and indexed:
             return
         with conn.transaction():
+            self._ddl_lock(conn)
             if not has:
                 conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS collection text NOT NULL DEFAULT {}")
                              .format(self._t, sql.Literal(DEFAULT_COLLECTION)))
@@ -203,6 +214,7 @@ class PgVectorStore:
                                          "embedder, or another table (?table=NAME)")
             return
         with conn.transaction():
+            self._ddl_lock(conn)
             conn.execute(sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {t} (id text PRIMARY KEY, source text NOT NULL, "
                 "page integer NOT NULL DEFAULT 0, chunk_index integer NOT NULL DEFAULT 0, "
@@ -227,6 +239,8 @@ class PgVectorStore:
         if conn.execute("SELECT to_regclass(%s)", (f"{self.table}_embedding_hnsw",)).fetchone()[0] is None:
             with conn.transaction():
                 conn.execute("SET LOCAL statement_timeout = 0")
+                conn.execute("SET LOCAL lock_timeout = 0")  # another machine may be building it: wait
+                self._ddl_lock(conn)
                 conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
                 try:
                     conn.execute(sql.SQL(
