@@ -3,11 +3,12 @@
     python -m bench.threads_bench                         # the default LLM, threads 1..cores
     python -m bench.threads_bench --spec smollm2 --rounds 3
 
-For each thread count: tokens/s of a RAG-sized answer (five passages, 64 new tokens, greedy) with
-the machine otherwise idle, then with one busy-looping process per core but one started beside
-it (what another job on a shared box looks like). Rounds interleave the thread counts. The ratio
-"busy / idle" says how gracefully each setting degrades; llm.threads follows the rule this
-measures (docs/llms.md).
+For each thread count, and for ``auto`` (``llm.threads`` unset: chosen per request by
+``rag.llms.threads``): prompt tokens/s (prefill of a RAG-sized prompt, five passages, made unique
+per call so llama.cpp's prefix cache cannot skip it) and decode tokens/s (64 new tokens, greedy),
+with the machine otherwise idle, then with one busy-looping process per core but one started beside
+it (what another job on a shared box looks like). Rounds interleave the settings. The ratio
+"busy / idle" says how gracefully each setting degrades (docs/llms.md, Threads).
 """
 
 from __future__ import annotations
@@ -26,16 +27,23 @@ def _spin(stop) -> None:
         pass
 
 
+_CALLS = iter(range(10**9))
+
+
 def messages() -> list[dict[str, str]]:
     """A RAG-sized prompt that makes every model write to the token limit (a short answer would
-    measure prefill, not decoding)."""
+    measure prefill, not decoding). It starts with a new number each call: the whole prompt is
+    prefilled every time."""
     from bench.generation_bench import PASSAGE
 
     context = "\n\n".join(f"[{i + 1}] Normans.pdf p.{i + 1}\n{PASSAGE}" for i in range(5))
-    return [{"role": "user", "content": f"{context}\n\nRetell the passages as a long story of at least 300 words."}]
+    return [{"role": "user", "content": f"Request {next(_CALLS)}.\n\n{context}\n\n"
+                                        "Retell the passages as a long story of at least 300 words."}]
 
 
-def _decode(llm, messages, max_tokens: int) -> float:
+def _decode(llm, messages, max_tokens: int) -> tuple[float, float]:
+    """(prompt tokens/s, decode tokens/s) of one streamed answer."""
+    prompt = sum(llm.count_tokens(m["content"]) for m in messages)
     t0 = time.perf_counter()
     first, n = None, 0
     text = ""
@@ -45,7 +53,8 @@ def _decode(llm, messages, max_tokens: int) -> float:
             first = time.perf_counter()
     end = time.perf_counter()
     n = llm.count_tokens(text)
-    return (n - 1) / (end - first) if first and n > 1 and end > first else 0.0
+    decode = (n - 1) / (end - first) if first and n > 1 and end > first else 0.0
+    return (prompt / (first - t0) if first else 0.0), decode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,11 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     from rag.settings import Settings
 
     cores = os.cpu_count() or 1
-    counts = list(range(1, cores + 1))
-    llms = {t: open_llm(a.spec, Settings(llm={"threads": t})) for t in counts}
+    counts: list[int | str] = [*range(1, cores + 1), "auto"]
+    llms = {t: open_llm(a.spec, Settings(llm={"threads": None if t == "auto" else t})) for t in counts}
     for llm in llms.values():
         _decode(llm, messages(), 8)  # warm-up: load, first prefill
-    speeds: dict[str, list[float]] = {f"{t}/{load}": [] for t in counts for load in ("idle", "busy")}
+    speeds: dict[str, list[tuple[float, float]]] = {f"{t}/{load}": [] for t in counts for load in ("idle", "busy")}
+    chosen: dict[str, list[int]] = {"idle": [], "busy": []}  # what auto picked
     for _ in range(a.rounds):
         for load in ("idle", "busy"):
             stop = mp.Event()
@@ -74,18 +84,25 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 for t in counts:
                     speeds[f"{t}/{load}"].append(_decode(llms[t], messages(), a.max_new_tokens))
+                    if t == "auto":
+                        chosen[load].append(getattr(llms[t], "threads", 0))
             finally:
                 stop.set()
                 for s in spinners:
                     s.join()
     table = {}
     for t in counts:
-        idle = statistics.median(speeds[f"{t}/idle"])
-        busy = statistics.median(speeds[f"{t}/busy"])
-        table[str(t)] = {"idle_tok_s": round(idle, 1), "busy_tok_s": round(busy, 1),
-                         "busy_over_idle": round(busy / idle, 3) if idle else None}
-        print(f"threads {t}: idle {idle:6.1f} tok/s, busy {busy:6.1f} tok/s, busy/idle {busy / max(idle, 1e-9):.2f}",
-              file=sys.stderr)
+        row = {}
+        for k, what in enumerate(("prompt", "decode")):
+            idle = statistics.median(x[k] for x in speeds[f"{t}/idle"])
+            busy = statistics.median(x[k] for x in speeds[f"{t}/busy"])
+            row |= {f"{what}_idle_tok_s": round(idle, 1), f"{what}_busy_tok_s": round(busy, 1),
+                    f"{what}_busy_over_idle": round(busy / idle, 3) if idle else None}
+        if t == "auto":
+            row["chosen"] = chosen
+        table[str(t)] = row
+        print(f"threads {t}: prompt idle {row['prompt_idle_tok_s']:6.1f} busy {row['prompt_busy_tok_s']:6.1f} tok/s; "
+              f"decode idle {row['decode_idle_tok_s']:6.1f} busy {row['decode_busy_tok_s']:6.1f} tok/s", file=sys.stderr)
     print(json.dumps({"spec": a.spec or "default", "cores": cores, "name": llms[1].name, "threads": table},
                      indent=1))
     return 0

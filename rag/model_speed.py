@@ -96,6 +96,8 @@ def measure(name: str, settings: Any, *, max_tokens: int = 64, rounds: int = 2) 
 
 
 def _threads_used(llm: Any) -> int | None:
+    if isinstance(getattr(llm, "threads", None), int):  # LlamaCppLLM: what its last request used
+        return llm.threads
     inner = getattr(llm, "llm", None)  # llama_cpp.Llama keeps its context params
     params = getattr(inner, "context_params", None)
     return getattr(params, "n_threads", None)

@@ -70,8 +70,9 @@ class LLMSettings(_Section):
     timeout_s: float = Field(60.0, gt=0, description="Timeout for hosted API calls.")
     max_retries: int = Field(3, ge=0, description="Retries with backoff for hosted API calls.")
     trust_remote_code: bool = Field(False, description="Allow model repos to run their own code (off by default).")
-    threads: int | None = Field(None, description="CPU threads for local inference (default for llama.cpp: all "
-                                                   "cores but one, which degrades gracefully on a shared CPU).")
+    threads: int | None = Field(None, description="CPU threads for local inference (default for llama.cpp: chosen "
+                                                   "per request, the cores other processes leave free; "
+                                                   "see rag.llms.threads).")
 
 
 class ServerSettings(_Section):

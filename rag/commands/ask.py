@@ -30,7 +30,7 @@ def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
                    help="only passages from this collection (repeatable; default: every collection)")
     g.add_argument("--max-new-tokens", type=int, metavar="N", help="token limit for the answer")
     g.add_argument("--temperature", type=float, metavar="T", help="0 = greedy (default)")
-    g.add_argument("--threads", type=int, metavar="N", help="CPU threads for a local LLM (default: all cores but one)")
+    g.add_argument("--threads", type=int, metavar="N", help="CPU threads for a local LLM (default: per request, the cores other processes leave free)")
 
 
 def llm_flags(args: argparse.Namespace) -> dict:

@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if action == "bench":
             p.add_argument("--max-tokens", type=int, default=64, help="tokens generated per round (64)")
             p.add_argument("--threads", type=int, help="llama.cpp threads (default: settings llm.threads, "
-                                                       "else all cores but one)")
+                                                       "else per request, the cores left free)")
         p.add_argument("--models-dir", metavar="DIR", help="model cache (default: settings models_dir, "
                                                            "~/.cache/ragtune/models)")
         p.add_argument("--config", metavar="FILE", help="settings file (default: ./ragtune.toml if present)")

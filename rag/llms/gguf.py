@@ -9,7 +9,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import io
-import os
 import threading
 import weakref
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import llama_cpp
 
 from rag.errors import LLMError, ModelNotFoundError
 from rag.llms import BaseLLM, Completion, Message
+from rag.llms.threads import cores, threads_for, threads_now
 
 DEFAULT_N_CTX = 8192  # cap when neither the settings nor a smaller trained context says otherwise
 _LIVE: weakref.WeakSet = weakref.WeakSet()
@@ -34,11 +34,9 @@ def _close_all() -> None:
 
 
 def default_threads() -> int:
-    """All cores but one (at least one). llama.cpp threads spin-wait: beside one competing process
-    on 2 cores, 2 threads decoded at 0.32-0.33x their idle speed while 1 thread kept 0.96-1.0x
-    (bench/results/threads_*.json: Qwen-0.5B 41.1 -> 13.6 tok/s with 2 threads, 27.9 -> 27.8 with
-    1). Leaving a core free costs a third of the idle speed and saves the 3x collapse."""
-    return max(1, (os.cpu_count() or 1) - 1)
+    """The count a model is loaded with: all cores but one (at least one), the safe fixed choice
+    (see :mod:`rag.llms.threads`); with ``llm.threads`` unset each request then adapts it."""
+    return threads_for(cores(), None)
 
 
 class LlamaCppLLM(BaseLLM):
@@ -51,7 +49,10 @@ class LlamaCppLLM(BaseLLM):
             raise ModelNotFoundError(f"GGUF file not found: '{rest}' (expected gguf:PATH/TO/MODEL.gguf)")
         self.name = "gguf:" + rest
         self.path = path
+        # llm.threads unset: adapt per request to what other processes leave free (rag.llms.threads)
+        self.auto_threads = not settings.llm.threads
         threads = int(settings.llm.threads or default_threads())
+        self.threads = threads  # what the last (or next) generation uses
         n_ctx = int(settings.llm.context_window or 0)
         try:
             # llama.cpp prints its load log to stderr at C level even with verbose=False on some
@@ -91,8 +92,18 @@ class LlamaCppLLM(BaseLLM):
             kw["stop"] = [o["stop"]] if isinstance(o["stop"], str) else list(o["stop"])
         return kw
 
+    def _adapt_threads(self) -> None:
+        """Before a generation (lock held): take the cores other processes leave free now."""
+        if not self.auto_threads or self.llm is None:
+            return
+        n = threads_now()
+        if n != self.threads:
+            llama_cpp.llama_set_n_threads(self.llm.ctx, n, n)
+            self.threads = n
+
     def generate(self, messages: list[Message], **opts: Any) -> str:
         with self._lock:
+            self._adapt_threads()
             try:
                 out = self.llm.create_chat_completion(messages=messages, stream=False, **self._kwargs(opts))
             except (ValueError, RuntimeError) as e:
@@ -103,6 +114,7 @@ class LlamaCppLLM(BaseLLM):
     def stream(self, messages: list[Message], **opts: Any) -> Iterator[str]:
         reason = None
         with self._lock:
+            self._adapt_threads()
             try:
                 chunks = self.llm.create_chat_completion(messages=messages, stream=True, **self._kwargs(opts))
                 for chunk in chunks:

@@ -108,12 +108,12 @@ def test_gen_options_merge_settings_and_call_options():
     assert base.gen_options({"max_tokens": 5, "top_p": None})["max_new_tokens"] == 5
 
 
-def test_llama_cpp_threads_default_to_all_cores_but_one(monkeypatch):
-    """The rule measured in bench/threads_bench.py: spare one core so a competing process cannot
-    collapse decoding (docs/llms.md, Threads)."""
+def test_llama_cpp_loads_with_all_cores_but_one(monkeypatch):
+    """The count a model is loaded with before its first request adapts it (rag.llms.threads;
+    docs/llms.md, Threads)."""
     gguf = pytest.importorskip("rag.llms.gguf")
-    for cores, expected in ((2, 1), (16, 15), (1, 1), (None, 1)):
-        monkeypatch.setattr(gguf.os, "cpu_count", lambda c=cores: c)
+    for cores, expected in ((2, 1), (16, 15), (1, 1)):
+        monkeypatch.setattr(gguf, "cores", lambda c=cores: c)
         assert gguf.default_threads() == expected
 
 
