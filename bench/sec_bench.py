@@ -14,7 +14,10 @@ ragtune: the loader, splitter and context line ingest uses (``ingest.loaders.loa
 ``rag.chunking.split_document`` -> re-split to the embedder's token limit), embedded by the
 configured embedder, searched with ``rag.retrieval.Retriever`` over an in-memory store (dense,
 BM25, hybrid exactly as the server runs them; hybrid also without the document prior of
-rag/doc_prior.py, for comparison). ``--ablation`` re-chunks with each context-line part left out. The naive pipeline is LangChain's documented one: PyPDFLoader (pypdf ``extract_text``
+rag/doc_prior.py, for comparison). ``--ablation`` re-chunks with each context-line part left out. ``--answers N`` also
+has the default LLM answer the first N questions with figures through ``rag.chain`` over the
+default mode's top-k passages, and scores the reference figures found in the generated answer
+(citation markers removed) beside those in the passages it was shown. The naive pipeline is LangChain's documented one: PyPDFLoader (pypdf ``extract_text``
 per page) + ``RecursiveCharacterTextSplitter(1000, 200)`` + MiniLM + a FAISS flat L2 index.
 langchain-community is not installed here, so the same steps are written out with pypdf,
 langchain_text_splitters and faiss; the vectors come from the same (cached) MiniLM embedder as
@@ -222,7 +225,40 @@ def score(qs: list[dict], hits: list[list]) -> dict:
 ABLATION = ("title", "identity", "section", "table")
 
 
-def bench(distractors: bool = False, ablation: bool = False, log=print) -> dict:
+def answer_numbers_in_answers(qs: list[dict], hits: list[list], settings, n: int, log) -> dict:
+    """The default LLM answers up to ``n`` questions with figures from their top-k passages
+    (``settings.retrieval.k``, the chain exactly as ``rag ask`` runs it); per question, the share
+    of the reference figures in the answer and in the passages the model was shown."""
+    from eval.metrics import strip_citations
+    from rag import chain
+    from rag.llms import open_llm
+
+    llm = open_llm("", settings)
+    k = settings.retrieval.k
+    rows = []
+    for q, h in [(q, h) for q, h in zip(qs, hits) if q["numbers"]][:n]:
+        t0 = time.perf_counter()
+        a = chain.answer(q["question"], retrieve=lambda _q, top=h[:k]: list(top), llm=llm, settings=settings)
+        shown = set().union(*(passage_numbers(x.text) for x in h[:k]))
+        said = passage_numbers(strip_citations(a.text))
+        rows.append({"question": q["question"], "answer": a.text, "numbers": sorted(q["numbers"]),
+                     "in_answer": len(q["numbers"] & said) / len(q["numbers"]),
+                     "in_passages": len(q["numbers"] & shown) / len(q["numbers"]),
+                     "any_in_answer": bool(q["numbers"] & said), "seconds": time.perf_counter() - t0})
+        log(f"    answer {len(rows)}/{n}: {rows[-1]['in_answer']:.2f} of the figures ({rows[-1]['seconds']:.0f} s)")
+    llm_name = getattr(llm, "name", "")
+    if hasattr(llm, "close"):
+        llm.close()
+
+    def mean(key: str) -> float:
+        return float(np.mean([r[key] for r in rows])) if rows else 0.0
+
+    return {"llm": llm_name, "k": k, "n": len(rows), "numbers_in_answer": mean("in_answer"),
+            "any_number_in_answer": mean("any_in_answer"), "numbers_in_passages": mean("in_passages"),
+            "median_s": float(np.median([r["seconds"] for r in rows])) if rows else 0.0, "rows": rows}
+
+
+def bench(distractors: bool = False, ablation: bool = False, log=print, answers: int = 0) -> dict:
     from rag.api import RAG
     from rag.settings import load_settings
 
@@ -255,6 +291,8 @@ def bench(distractors: bool = False, ablation: bool = False, log=print) -> dict:
                 key = f"{name} ragtune {mode}" + (f" ({label})" if label else "")
                 runs[key] = {"chunks": len(chunks), **score(qs, h)}
                 log(f"    {key}: {_line(runs[key]['all'])} ({len(chunks)} chunks, {time.perf_counter() - t0:.0f} s)")
+            if answers and name == "sec" and not label:
+                generated = answer_numbers_in_answers(qs, hits[settings.retrieval.mode], settings, answers, log)
         t0 = time.perf_counter()
         naive = naive_chunks(files, log)
         runs[f"{name} langchain"] = {"chunks": len(naive), **score(qs, _hits_naive(naive, emb, qs))}
@@ -262,7 +300,8 @@ def bench(distractors: bool = False, ablation: bool = False, log=print) -> dict:
             f"{time.perf_counter() - t0:.0f} s)")
     rag.close()
     return {"questions": len(qs), "with_numbers": sum(1 for q in qs if q["numbers"]),
-            "default_mode": settings.retrieval.mode, "runs": runs, "targets": targets(runs, settings.retrieval.mode)}
+            "default_mode": settings.retrieval.mode, "runs": runs, "targets": targets(runs, settings.retrieval.mode),
+            **({"answers": generated} if answers else {})}
 
 
 def _line(r: dict) -> str:
@@ -297,6 +336,14 @@ def render(res: dict) -> str:
     for name, r in res["runs"].items():
         a = r["all"]
         L.append(f"| {name} | {r['chunks']} | {a['hit@5']:.3f} | {a['hit@10']:.3f} | {a['numbers@5']:.3f} |")
+    if res.get("answers"):
+        g = res["answers"]
+        L += ["", "## Figures in the generated answer", "",
+              (f"The default LLM (`{g['llm']}`) answered the first {g['n']} questions with figures through the chain "
+               f"over the {res['default_mode']} top {g['k']} passages (citation markers removed; median "
+               f"{g['median_s']:.1f} s per answer). Share of the reference figures in the answer: "
+               f"**{g['numbers_in_answer']:.3f}**; answers with at least one of them: {g['any_number_in_answer']:.3f}; "
+               f"share in the passages it was shown: {g['numbers_in_passages']:.3f}.")]
     groups = [k for k in next(iter(res["runs"].values())) if "=" in k]
     L += ["", "## By question type and source chunk type (hit@5 / numbers@5)", "",
           "| run | " + " | ".join(f"{g.split('=')[1]} (n={next(iter(res['runs'].values()))[g]['n']})" for g in groups) + " |",
@@ -312,9 +359,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--distractors", action="store_true", help="also ingest ../shared/data/pdfs beside the filings")
     p.add_argument("--ablation", action="store_true", help="re-chunk without each context-line part")
+    p.add_argument("--answers", type=int, default=0, metavar="N",
+                   help="the default LLM answers the first N questions with figures (0: retrieval only)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sec.md")
     a = p.parse_args(argv)
-    res = bench(a.distractors, a.ablation, log=lambda m: print(m, file=sys.stderr, flush=True))
+    res = bench(a.distractors, a.ablation, log=lambda m: print(m, file=sys.stderr, flush=True), answers=a.answers)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(render(res), encoding="utf-8")
     a.out.with_suffix(".json").write_text(json.dumps(res, indent=1, default=list), encoding="utf-8")

@@ -10,6 +10,7 @@ import atexit
 import contextlib
 import io
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from rag.errors import LLMError, ModelNotFoundError
 from rag.llms import BaseLLM, Completion, Message
 from rag.llms.threads import cores, threads_for, threads_now
 
+REMEASURE_S = 2.0  # how long a thread-count decision is reused (each measurement costs 0.15 s)
 DEFAULT_N_CTX = 8192  # cap when neither the settings nor a smaller trained context says otherwise
 _LIVE: weakref.WeakSet = weakref.WeakSet()
 
@@ -53,6 +55,7 @@ class LlamaCppLLM(BaseLLM):
         self.auto_threads = not settings.llm.threads
         threads = int(settings.llm.threads or default_threads())
         self.threads = threads  # what the last (or next) generation uses
+        self._measured_at = -REMEASURE_S
         n_ctx = int(settings.llm.context_window or 0)
         try:
             # llama.cpp prints its load log to stderr at C level even with verbose=False on some
@@ -93,10 +96,12 @@ class LlamaCppLLM(BaseLLM):
         return kw
 
     def _adapt_threads(self) -> None:
-        """Before a generation (lock held): take the cores other processes leave free now."""
-        if not self.auto_threads or self.llm is None:
+        """Before a generation (lock held): take the cores other processes leave free now. Requests
+        in quick succession (an eval, a busy server) reuse a decision up to REMEASURE_S old."""
+        if not self.auto_threads or self.llm is None or time.monotonic() - self._measured_at < REMEASURE_S:
             return
         n = threads_now()
+        self._measured_at = time.monotonic()
         if n != self.threads:
             llama_cpp.llama_set_n_threads(self.llm.ctx, n, n)
             self.threads = n
