@@ -112,7 +112,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def eval_teacher(params, settings, out: Path, spec: str) -> dict:
-    """The teacher itself on the loop's test questions, in the same chain with the same passages."""
+    """The teacher itself on the loop's test questions, in the same chain with the same passages.
+
+    Kept in ``OUT/teacher_eval.json`` with what it depends on (the teacher, the test questions, the
+    eval and retrieval settings), so a re-run that changes only the filter or the student re-uses it
+    (it is the longest step: ~17 s a question for the 1.5B on one core)."""
+    import hashlib
+
     from eval import metrics as M
     from loop.stages import Context
     from loop.stages.evaluate import _answer_rows, _test_examples
@@ -120,6 +126,13 @@ def eval_teacher(params, settings, out: Path, spec: str) -> dict:
 
     paths = Paths(out)
     examples, _ = _test_examples(params, paths)
+    key = hashlib.sha256(json.dumps([spec, examples, params.to_dict()["eval"], params.to_dict()["retrieval"]],
+                                    sort_keys=True, default=str).encode()).hexdigest()
+    cached = out / "teacher_eval.json"
+    if cached.exists():
+        prev = json.loads(cached.read_text())
+        if prev.get("key") == key:
+            return prev["result"]
     t0 = time.perf_counter()
     rows = _answer_rows(params, paths, Context(settings), examples, {"teacher": spec})
     seconds = time.perf_counter() - t0
@@ -129,7 +142,9 @@ def eval_teacher(params, settings, out: Path, spec: str) -> dict:
         ci = M.bootstrap_ci(vals, n_boot=params.eval.bootstrap, seed=params.eval.seed)
         return {"mean": M.mean(vals), "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None}
 
-    return {"spec": spec, "n": len(rows), "em": stat("em"), "f1": stat("f1"), "s_per_question": seconds / len(rows)}
+    result = {"spec": spec, "n": len(rows), "em": stat("em"), "f1": stat("f1"), "s_per_question": seconds / len(rows)}
+    cached.write_text(json.dumps({"key": key, "result": result}, indent=1))
+    return result
 
 
 def answer_stats(rows_file: Path) -> dict:

@@ -61,6 +61,9 @@ class TeacherParams:
     questions: bool = param(False, "The teacher also writes the training questions (same filters as synthesise).")
     attribute: bool = param(False, "Keep an uncited answer grounded in the golden passage (counted "
                             "'attributed'), as the chain does.")
+    recite: bool = param(False, "Keep an answer that cites only other passages when it is grounded in the "
+                         "golden passage (counted 'recited'; the student's target is cited at the golden "
+                         "passage anyway).")
     limit: int | None = param(None, "Train (and val) questions the teacher answers at most (null: all).")
     threads: int = param(0, "CPU threads for the teacher; 0 = llm.threads from settings.")
 

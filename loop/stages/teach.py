@@ -135,12 +135,14 @@ def _teach_row(teacher: _Teacher, rag: Any, row: dict[str, Any], tp: TeacherPara
     # the golden passage's number is stored with the reply (ask() fills `layout` before it is written):
     # a cached reply keeps the layout it was written in
     rec = teacher.reply("answer", key, ask, extra=layout)
-    verdict = filter_answer(rec["reply"], rec["gold_n"], row["passage"], tp.max_words, attribute=tp.attribute)
+    verdict = filter_answer(rec["reply"], rec["gold_n"], row["passage"], tp.max_words, attribute=tp.attribute,
+                            recite=tp.recite)
     if verdict.reason:
         dropped[verdict.reason] += 1
         return None
     notes["attributed"] += verdict.attributed
     notes["extra_citations"] += verdict.extra_citations
+    notes["recited"] += verdict.recited
     return {**row, "target": verdict.target, "teacher": {"reply": rec["reply"], "gold_n": rec["gold_n"],
                                                          "attributed": verdict.attributed}}
 
@@ -178,7 +180,7 @@ def run(params: LoopParams, paths: Paths, ctx: Context) -> dict[str, Any]:
         "questions_by": "teacher" if tp.questions else "synthesise",
         "asked": sum(s["asked"] for s in splits.values()), "kept": sum(s["kept"] for s in splits.values()),
         "dropped": dict(sorted(dropped.items())), "attributed": notes["attributed"],
-        "extra_citations": notes["extra_citations"], "splits": splits,
+        "extra_citations": notes["extra_citations"], "recited": notes["recited"], "splits": splits,
         "generated": generated, "cached": c["answer_cached"] + c["question_cached"],
         "answers": {"generated": c["answer_generated"], "cached": c["answer_cached"]},
         "questions": {"generated": c["question_generated"], "cached": c["question_cached"]},

@@ -64,6 +64,15 @@ def test_attribute_keeps_an_uncited_grounded_answer_only():
     assert filter_answer("It weighs 140 grams.", 2, GOLD, 3, attribute=True).reason == "too_long"
 
 
+def test_recite_keeps_a_misnumbered_but_grounded_answer_only():
+    v = filter_answer("It weighs 140 grams [1].", 2, GOLD, 30, recite=True)
+    assert v.reason == "" and v.target == "It weighs 140 grams" and v.recited and not v.extra_citations
+    assert filter_answer("It weighs 2 kilograms [1].", 2, GOLD, 30, recite=True).reason == "not_grounded"
+    assert filter_answer("It weighs 140 grams.", 2, GOLD, 30, recite=True).reason == "no_citation"
+    kept = filter_answer("It weighs 140 grams [2].", 2, GOLD, 30, recite=True)
+    assert kept.reason == "" and not kept.recited
+
+
 def _hit(i: int, text: str | None = None) -> Hit:
     return Hit(f"c{i}", text or f"passage number {i}", "doc.txt", 0, 1.0 / (i + 1))
 
