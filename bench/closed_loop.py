@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         out = a.work / f"run-teacher-{a.teacher.replace('/', '_').replace(':', '_')}"
     params = load_params(None, [*overrides, *a.overrides], docs=str(docs), out=str(out))
     t0 = time.time()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     settings = load_settings()
     result = run(params, settings)
     minutes = (time.time() - t0) / 60
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     split = json.loads((out / "split" / "split.json").read_text())
     ft = json.loads((out / ".stages" / "finetune.json").read_text())
     stage_s = {s: json.loads((out / ".stages" / f"{s}.json").read_text())["seconds"] for s in stage_order(params)}
-    report = {"params": params.to_dict(), "metrics": m, "synth": synth, "split": split, "finetune": ft, "stage_seconds": stage_s,
+    report = {"load": load, "params": params.to_dict(), "metrics": m, "synth": synth, "split": split, "finetune": ft, "stage_seconds": stage_s,
               "minutes": round(minutes, 1), "stages": result["stages"], "answers": answer_stats(out / "eval_rows.jsonl")}
     if a.teacher:
         report["teach"] = json.loads((out / "teach_report.json").read_text())
@@ -190,6 +191,21 @@ def _dci(s: dict) -> str:
     return f"{s['mean']:+.3f} [{s['ci_low']:+.3f}, {s['ci_high']:+.3f}]"
 
 
+def gain_source(ans: dict) -> str:
+    """What the answer statistics say about the gain (measured, not assumed: shorter answers raise
+    token F1 without being more often right; a higher contained share is correctness)."""
+    b, a = ans["base"], ans["adapter"]
+    shorter = a["mean_words"] < 0.8 * b["mean_words"]
+    righter = a["reference_contained"] - b["reference_contained"]
+    if righter >= 0.05:
+        return (f"The adapter contains a reference answer {righter:+.3f} more often: it is right more often"
+                + (", and briefer." if shorter else "; its answers are not shorter, which holds token F1 back."))
+    if shorter:
+        return ("Most of the F1/EM gain is the adapter answering briefly (the base model wraps the answer in a "
+                "sentence, which costs precision); correctness itself moved much less.")
+    return "Neither answer length nor the contained share moved much."
+
+
 def render(r: dict) -> str:
     m, p, synth, split, ft = r["metrics"], r["params"], r["synth"], r["split"], r["finetune"]
     g = m["gain"]
@@ -225,8 +241,7 @@ def render(r: dict) -> str:
         *([(f"Where the gain comes from: mean answer length {r['answers']['base']['mean_words']:.1f} -> "
            f"{r['answers']['adapter']['mean_words']:.1f} words; a reference answer appears inside the answer "
            f"{r['answers']['base']['reference_contained']:.3f} -> {r['answers']['adapter']['reference_contained']:.3f} "
-           "of the time. Most of the F1/EM gain is the adapter answering briefly (the base model wraps the answer in "
-           "a sentence, which costs precision); correctness itself moved much less."), ""] if r.get("answers") else []),
+           f"of the time. {gain_source(r['answers'])}"), ""] if r.get("answers") else []),
         "## Setting",
         "",
         (f"- Synthesis: {synth['chunks']} chunks, {synth['candidates']} candidate questions, **{synth['kept']} kept**, "
@@ -241,23 +256,30 @@ def render(r: dict) -> str:
         (f"- Eval: max_new_tokens {p['eval']['max_new_tokens']}, greedy, "
         f"chunk size {p['ingest']['chunk_size']}, 1 CPU thread."),
         (f"- Time per stage (s): {', '.join(f'{k} {v:.0f}' for k, v in r['stage_seconds'].items())}; "
-        f"{sum(r['stage_seconds'].values()) / 60:.1f} min of stage time on a shared 2-core CPU (load average 8-10 "
-        f"from other work); this invocation took {r['minutes']} min"
+        f"{sum(r['stage_seconds'].values()) / 60:.1f} min of stage time on a 2-core CPU"
+        + (f" (load average {r['load']} at the start)" if r.get("load") else "")
+        + f"; this invocation took {r['minutes']} min"
         + (f" and skipped {', '.join(k for k, v in r['stages'].items() if v == 'skipped')} (finished by an "
            "earlier invocation)." if "skipped" in r["stages"].values() else ".")),
         "",
     ]
     seen = ft["steps"] * p["finetune"]["batch_size"]
+    n_train = r["teach"]["splits"]["train"]["kept"] if r.get("teach") else split["train"]["questions"]
     lines += [
         "## What limits it",
         "",
         (f"- {m['n']} test questions: the F1 interval is about ±{(g['f1']['ci_high'] - g['f1']['ci_low']) / 2:.2f} wide; "
         "one split and one training seed, so the variance across splits/seeds is not in these intervals."),
-        (f"- Training saw {seen} of {split['train']['questions']} synthesised questions ({ft['steps']} steps of batch "
-        f"{p['finetune']['batch_size']}), sized to finish on this shared CPU; more steps were not measured here."),
-        ("- The extractive generator writes template questions (\"What is X?\", fill in the blank) with clause-span "
-        "answers; SQuAD's human questions are phrased differently, so the adapter mostly learns the answer "
-        "*format* (short span + citation) rather than how to find facts."),
+        (f"- Training: {ft['steps']} steps of batch {p['finetune']['batch_size']} ({seen} examples drawn) over "
+        f"{n_train} {'kept teacher answers' if r.get('teach') else 'synthesised questions'}, sized to finish on this "
+        "2-core CPU; more steps were not measured here."),
+        *([("- The extractive generator writes template questions (\"What is X?\", fill in the blank) with clause-span "
+            "answers; SQuAD's human questions are phrased differently, so the adapter mostly learns the answer "
+            "*format* (short span + citation) rather than how to find facts.")] if not r.get("teach") else
+          [(f"- The teacher's answers are sentences (the distilled student's mean answer is "
+            f"{r['answers']['adapter']['mean_words']:.1f} words where SQuAD's references are phrases), and "
+            f"{r['teach']['kept']} of {r['teach']['asked']} teacher answers passed the filter: the student learns "
+            "from a few dozen examples.")] if r.get("answers") else []),
         (f"- SmolLM2-135M is small: both models often pick the wrong span from the right passage (retrieval is "
         f"not the bottleneck: hit@5 {m['retrieval']['hit@5']['mean']:.2f})."),
         (f"- Answers are cut at {p['eval']['max_new_tokens']} new tokens for both models, which caps how much the "
