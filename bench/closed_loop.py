@@ -173,7 +173,9 @@ def teacher_lines(r: dict) -> list[str]:
                   f"{'the teacher' if t['questions_by'] == 'teacher' else 'the synthesise stage'}): "
                   f"{t['asked']} asked, **{t['kept']} kept**, dropped by reason: "
                   f"{', '.join(f'{k} {v}' for k, v in t['dropped'].items()) or 'none'}; {t['generated']} replies "
-                  f"generated, {t['cached']} from the cache.")]
+                  f"generated, {t['cached']} from the cache."
+                  + (f" With `teacher.recite=true`, {t['recited']} of the kept answers cited only another passage "
+                     "but are grounded in the golden one." if t.get("recited") else ""))]
     if t.get("tokens_per_s"):
         per_1000 = t["s_per_generation"] * 1000 / 3600
         lines.append(f"Teacher speed here: {t['tokens_per_s']:.1f} generated tokens/s (prompt processing included), "
