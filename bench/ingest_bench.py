@@ -2,6 +2,7 @@
 
     python -m bench --only ingest              # through the umbrella (table + LATEST.md)
     python -m bench.ingest_bench --worker langchain --corpus DIR --data-dir TMP   # one pipeline
+    python -m bench.ingest_bench --pipelines ragtune,llamaindex --no-variants      # a quick check, JSON out
 
 Each pipeline runs in its own subprocess, so its peak RSS is its own; the parent samples the
 RSS of the whole process tree (ragtune parses in a worker process) every 50 ms. Seconds are the
@@ -320,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overrides", type=json.loads, help="ragtune: settings overrides as a JSON object; "
                                                         "llamaindex: SentenceSplitter arguments")
     p.add_argument("--questions", type=Path, help="score the pipeline's own index on these questions (qa.jsonl)")
+    p.add_argument("--pipelines", default=",".join(PIPELINES),
+                   help="without --worker: the pipelines to run (their BASELINE_VARIANTS come along)")
+    p.add_argument("--no-variants", action="store_true", help="without --worker: no ragtune runtime variants")
     a = p.parse_args(argv)
     if a.worker:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -327,7 +331,9 @@ def main(argv: list[str] | None = None) -> int:
                                 a.questions)))
         return 0
     with tempfile.TemporaryDirectory(prefix="ingest-bench-") as tmp:
-        print(json.dumps(bench(a.corpus, Path(tmp), log=lambda m: print(m, file=sys.stderr)), indent=1))
+        print(json.dumps(bench(a.corpus, Path(tmp), pipelines=tuple(a.pipelines.split(",")),
+                               variants={} if a.no_variants else None, log=lambda m: print(m, file=sys.stderr)),
+                         indent=1))
     return 0
 
 
