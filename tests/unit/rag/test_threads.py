@@ -5,6 +5,7 @@ The measurement test runs real busy-looping processes: nothing is mocked."""
 from __future__ import annotations
 
 import multiprocessing as mp
+import time
 
 import pytest
 
@@ -37,6 +38,7 @@ def test_competing_processes_are_seen_and_leave_one_thread():
     spinners = [mp.Process(target=_spin, args=(stop,), daemon=True) for _ in range(cores())]
     for s in spinners:
         s.start()
+    time.sleep(0.2)  # let every spinner reach its loop before the window opens
     try:
         busy = other_busy_cores(0.5)
         n = threads_now()
