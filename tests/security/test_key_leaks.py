@@ -54,8 +54,9 @@ def _port() -> int:
 
 
 def _secrets(keys: list[str]) -> list[str]:
-    """Each key and its secret part alone (a leak of either counts)."""
-    return [k for key in keys for k in (key, key.rsplit("_", 1)[-1])]
+    """Each key and its secret part alone (a leak of either counts). The secret is everything after
+    "rtk_ID_": it may itself contain "_" (token_urlsafe), so split from the left."""
+    return [k for key in keys for k in (key, key.split("_", 2)[2])]
 
 
 def test_keys_appear_nowhere_but_in_the_request(tmp_path, tally, monkeypatch):
