@@ -4,7 +4,8 @@ llama.cpp's threads spin-wait for each other. On a 2-core box, beside one compet
 threads decoded at 0.32-0.33x their idle speed while 1 thread kept 0.96-1.0x (Qwen-0.5B 41.1 ->
 13.6 tok/s with 2 threads, 27.9 -> 27.8 with 1; bench/results/threads_*.json). A fixed count is
 therefore wrong one way or the other: all cores is fastest on an idle machine and collapses on a
-busy one; one core spare is safe and leaves a third of the idle speed unused.
+busy one; one core spare is safe and, on an idle 2-core box, prefills at 0.55x and decodes at 0.83x
+the speed of both cores (bench/results/threads_qwen0.5b_auto.json).
 
 So with ``llm.threads`` unset the count is chosen per request from what the *other* processes
 use: the whole machine's busy CPU time minus this process's own, over a short window just before
