@@ -127,7 +127,8 @@ def eval_teacher(params, settings, out: Path, spec: str) -> dict:
 
     paths = Paths(out)
     examples, _ = _test_examples(params, paths)
-    key = hashlib.sha256(json.dumps([spec, examples, params.to_dict()["eval"], params.to_dict()["retrieval"]],
+    p = params.to_dict()
+    key = hashlib.sha256(json.dumps([spec, examples, p["eval"], p["retrieval"]],
                                     sort_keys=True, default=str).encode()).hexdigest()
     cached = out / "teacher_eval.json"
     if cached.exists():

@@ -86,11 +86,10 @@ def targets(res: dict) -> list[tuple[str, str, bool | None, str]]:
                         ratio >= 1.5, f"{ratio:.2f}x ({rt['pages_per_s']:.2f} vs {base['pages_per_s']:.2f} pages/s); "
                                       f"text embedded per second {embedded(rt) / embedded(base):.2f}x"))
         # At equal work: only baselines that embed (nearly) all the text they split, as ragtune does.
-        equal = max((runs[n] for n in runs if not n.startswith("ragtune") and runs[n].get("tokens")
-                     and runs[n]["truncated_tokens"] <= 0.01 * runs[n]["tokens"]),
-                    key=lambda b: b["pages_per_s"], default=None)
+        name, equal = max(((n, x) for n, x in runs.items() if not n.startswith("ragtune") and x.get("tokens")
+                           and x["truncated_tokens"] <= 0.01 * x["tokens"]),
+                          key=lambda nx: nx[1]["pages_per_s"], default=(None, None))
         if rt and equal:
-            name = next(n for n in runs if runs[n] is equal)
             ratio = rt["pages_per_s"] / equal["pages_per_s"]
             out.append(("1 cold ingest", f"pages/s >= 1.5x the faster baseline at equal work ({size}: baselines "
                                          "that embed all their text)", ratio >= 1.5,

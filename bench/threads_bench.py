@@ -14,6 +14,7 @@ it (what another job on a shared box looks like). Rounds interleave the settings
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -25,6 +26,23 @@ import time
 def _spin(stop) -> None:
     while not stop.is_set():
         pass
+
+
+@contextlib.contextmanager
+def spinning(n: int, settle_s: float = 0.0):
+    """``n`` busy-looping processes for the duration of the block (another job on a shared box);
+    ``settle_s`` waits for them to reach their loop before the block starts."""
+    stop = mp.Event()
+    spinners = [mp.Process(target=_spin, args=(stop,), daemon=True) for _ in range(n)]
+    for s in spinners:
+        s.start()
+    time.sleep(settle_s)
+    try:
+        yield
+    finally:
+        stop.set()
+        for s in spinners:
+            s.join()
 
 
 _CALLS = iter(range(10**9))
@@ -76,20 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     chosen: dict[str, list[int]] = {"idle": [], "busy": []}  # what auto picked
     for _ in range(a.rounds):
         for load in ("idle", "busy"):
-            stop = mp.Event()
-            spinners = [mp.Process(target=_spin, args=(stop,), daemon=True)
-                        for _ in range(max(1, cores - 1) if load == "busy" else 0)]
-            for s in spinners:
-                s.start()
-            try:
+            with spinning(max(1, cores - 1) if load == "busy" else 0):
                 for t in counts:
                     speeds[f"{t}/{load}"].append(_decode(llms[t], messages(), a.max_new_tokens))
                     if t == "auto":
                         chosen[load].append(getattr(llms[t], "threads", 0))
-            finally:
-                stop.set()
-                for s in spinners:
-                    s.join()
     table = {}
     for t in counts:
         row = {}

@@ -126,19 +126,13 @@ def test_adapter_loads_and_changes_the_model(random_adapter, settings, hf_llm):
     assert open_llm(f"hf:smollm2+adapter:{random_adapter}", settings).base == "smollm2"
 
 
-def _spin(stop) -> None:
-    while not stop.is_set():
-        pass
-
-
 def test_llama_cpp_threads_adapt_to_competing_processes(settings):
     """With llm.threads unset the packaged GGUF takes per request the cores other processes leave
     free (rag.llms.threads): here every core is taken by a busy loop, so one thread, set in the
     real llama.cpp context. A fixed llm.threads is never changed."""
-    import multiprocessing as mp
-
     import llama_cpp
 
+    from bench.threads_bench import spinning
     from rag.llms.threads import cores
 
     auto = open_llm(f"gguf:{packaged_smollm2_gguf()}", settings.model_copy(update={
@@ -147,17 +141,9 @@ def test_llama_cpp_threads_adapt_to_competing_processes(settings):
         "llm": settings.llm.model_copy(update={"threads": 2})}))
     assert auto.auto_threads and not fixed.auto_threads
     auto.threads = 99  # whatever it held, the next request measures again
-    stop = mp.Event()
-    spinners = [mp.Process(target=_spin, args=(stop,), daemon=True) for _ in range(cores())]
-    for s in spinners:
-        s.start()
-    try:
+    with spinning(cores()):
         assert "1889" in _ask(auto, settings).text
         fixed.generate([{"role": "user", "content": "Say hi."}], max_new_tokens=2)
-    finally:
-        stop.set()
-        for s in spinners:
-            s.join()
     assert auto.threads == 1
     assert llama_cpp.llama_n_threads(auto.llm.ctx) == 1 and llama_cpp.llama_n_threads_batch(auto.llm.ctx) == 1
     assert fixed.threads == 2 and llama_cpp.llama_n_threads(fixed.llm.ctx) == 2

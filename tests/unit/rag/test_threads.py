@@ -4,11 +4,9 @@ The measurement test runs real busy-looping processes: nothing is mocked."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import time
-
 import pytest
 
+from bench.threads_bench import spinning
 from rag.llms.threads import cores, other_busy_cores, threads_for, threads_now
 
 
@@ -28,23 +26,9 @@ def test_threads_are_the_cores_other_processes_leave_free(n_cores, others, expec
     assert threads_for(n_cores, others) == expected
 
 
-def _spin(stop) -> None:
-    while not stop.is_set():
-        pass
-
-
 def test_competing_processes_are_seen_and_leave_one_thread():
-    stop = mp.Event()
-    spinners = [mp.Process(target=_spin, args=(stop,), daemon=True) for _ in range(cores())]
-    for s in spinners:
-        s.start()
-    time.sleep(0.2)  # let every spinner reach its loop before the window opens
-    try:
+    with spinning(cores(), settle_s=0.2):  # every core taken by a busy loop
         busy = other_busy_cores(0.5)
         n = threads_now()
-    finally:
-        stop.set()
-        for s in spinners:
-            s.join()
     assert busy is not None and busy >= cores() - 0.6  # every core taken by a spinner
     assert n == 1
