@@ -31,7 +31,7 @@ from rag import chain
 from rag.citations import DECLINE, parse_citations, supporting_passage
 from rag.types import Hit, Source
 
-__all__ = ["PROMPT_VERSION", "QUESTION_VERSION", "TEACH_STYLE", "AnswerCache", "Verdict", "cache_key",
+__all__ = ["PROMPT_VERSION", "QUESTION_VERSION", "TEACH_STYLE", "TEACH_STYLES", "AnswerCache", "Verdict", "cache_key",
            "filter_answer", "raft_passages", "teacher_messages"]
 
 # Bump when the prompt changes: the version is part of every cache key, so old replies are not reused.
@@ -39,6 +39,15 @@ PROMPT_VERSION = "teach-v1"
 QUESTION_VERSION = "teach-q-v1"
 TEACH_STYLE = ("Reply with one short sentence that answers the question from the passage that contains "
                "the answer, and end it with that passage's number in brackets, like [2].")
+# The answer style the student learns. "sentence" teaches whole sentences; "phrase" the bare answer
+# span (SQuAD's references are phrases: a sentence answer that holds the right span still scores
+# low token F1, and the sentence-taught student's answers stayed at 14 words).
+TEACH_STYLES = {
+    "sentence": TEACH_STYLE,
+    "phrase": ("Reply with only the shortest exact phrase from the passage that contains the answer (a name, "
+               "number, date or a few words, not a sentence), then that passage's number in brackets, "
+               "like: Denver Broncos [2]"),
+}
 _MARKERS = re.compile(r"\[\s*(?:passages?|sources?|docs?|documents?)?\s*\d+(?:\s*(?:,|;|-|–|and)\s*\d+)*\s*\]",
                       re.IGNORECASE)
 
@@ -69,10 +78,13 @@ def raft_passages(gold: Hit, retrieved: Sequence[Hit], distractors: int, seed: s
     return hits, hits.index(gold) + 1
 
 
-def teacher_messages(question: str, hits: Sequence[Hit]) -> list[dict[str, str]]:
-    """The chain's prompt over ``hits`` (no per-family style line) plus the teacher's answer style."""
+def teacher_messages(question: str, hits: Sequence[Hit], style: str = "sentence") -> list[dict[str, str]]:
+    """The chain's prompt over ``hits`` (no per-family style line) plus the teacher's answer style
+    (a key of :data:`TEACH_STYLES`)."""
+    if style not in TEACH_STYLES:
+        raise ValueError(f"teacher.style must be one of {sorted(TEACH_STYLES)}, not {style!r}")
     messages = chain.build_messages(question, hits)
-    messages[-1] = {**messages[-1], "content": messages[-1]["content"] + "\n" + TEACH_STYLE}
+    messages[-1] = {**messages[-1], "content": messages[-1]["content"] + "\n" + TEACH_STYLES[style]}
     return messages
 
 

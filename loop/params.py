@@ -58,6 +58,8 @@ class TeacherParams:
     mode: str = param("hybrid", "Retrieval mode for the distractors.")
     max_words: int = param(30, "Longer teacher answers are dropped (too_long).")
     max_new_tokens: int = param(64, "Teacher answer tokens at most.")
+    style: str = param("sentence", "Answer style the teacher is asked for: sentence (one short sentence) or "
+                       "phrase (the bare answer span, as SQuAD's references are).")
     questions: bool = param(False, "The teacher also writes the training questions (same filters as synthesise).")
     attribute: bool = param(False, "Keep an uncited answer grounded in the golden passage (counted "
                             "'attributed'), as the chain does.")
@@ -129,6 +131,8 @@ class LoopParams:
         if self.teacher.distractors < 0 or self.teacher.max_words < 1:
             p.append("teacher.distractors / teacher.max_words: must be >= 0 / >= 1 "
                      f"(got {self.teacher.distractors!r} / {self.teacher.max_words!r})")
+        if self.teacher.style not in ("sentence", "phrase"):
+            p.append(f"teacher.style: must be sentence or phrase (got {self.teacher.style!r})")
         if self.retrieval.k < 1:
             p.append(f"retrieval.k: must be an integer >= 1 (got {self.retrieval.k!r})")
         try:

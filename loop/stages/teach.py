@@ -126,11 +126,13 @@ def _teach_row(teacher: _Teacher, rag: Any, row: dict[str, Any], tp: TeacherPara
         hits, _ = raft_passages(gold, retrieved, tp.distractors, row["id"], row.get("evidence") or "")
         hits = _fit(teacher.llm, question, hits, gold, tp.max_new_tokens)
         layout.update(gold_n=hits.index(gold) + 1, passages=[h.id for h in hits])
-        return teacher.llm.generate(teacher_messages(question, hits), max_new_tokens=tp.max_new_tokens,
+        return teacher.llm.generate(teacher_messages(question, hits, tp.style), max_new_tokens=tp.max_new_tokens,
                                     temperature=0.0)
 
     # the prompt's identity: its version and every setting that changes the reply
     prompt_id = f"{PROMPT_VERSION};distractors={tp.distractors};mode={tp.mode};max_new_tokens={tp.max_new_tokens}"
+    if tp.style != "sentence":  # appended only for other styles, so the sentence replies already cached stay valid
+        prompt_id += f";style={tp.style}"
     key = cache_key(row["passage"], question, teacher.spec, prompt_id)
     # the golden passage's number is stored with the reply (ask() fills `layout` before it is written):
     # a cached reply keeps the layout it was written in
@@ -176,7 +178,7 @@ def run(params: LoopParams, paths: Paths, ctx: Context) -> dict[str, Any]:
     c = teacher.counts
     generated = c["answer_generated"] + c["question_generated"]
     report = {
-        "teacher": str(tp.model), "prompt_version": PROMPT_VERSION,
+        "teacher": str(tp.model), "prompt_version": PROMPT_VERSION, "style": tp.style,
         "questions_by": "teacher" if tp.questions else "synthesise",
         "asked": sum(s["asked"] for s in splits.values()), "kept": sum(s["kept"] for s in splits.values()),
         "dropped": dict(sorted(dropped.items())), "attributed": notes["attributed"],

@@ -30,12 +30,13 @@ def test_precedence_and_types(tmp_path):
 def test_every_problem_is_reported_together(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_params(None, ["splt.val=0.1", "retrieval.k=0", "eval.limit=many", "finetune.lrr=1",
-                           "finetune.rank=0", "split.test=1.5", "ingest=3"])
+                           "finetune.rank=0", "split.test=1.5", "ingest=3", "teacher.style=essay"])
     msg = str(e.value)
     for part in ("docs: give DOCS", "splt: unknown key (from overrides); did you mean 'split'?",
                  "retrieval.k: must be an integer >= 1", "eval.limit: expected an integer (got 'many'",
                  "finetune.lrr: unknown key (from overrides); did you mean 'finetune.lr'?",
-                 "finetune.rank: must be >= 1", "split.test: must be in [0, 1)", "ingest: expected a mapping"):
+                 "finetune.rank: must be >= 1", "split.test: must be in [0, 1)", "ingest: expected a mapping",
+                 "teacher.style: must be sentence or phrase (got 'essay')"):
         assert part in msg, part
     with pytest.raises(ConfigError, match="params file not found"):
         load_params(tmp_path / "missing.yaml", docs="d", out="o")

@@ -11,6 +11,7 @@ import pytest
 from finetune.teacher import (
     PROMPT_VERSION,
     TEACH_STYLE,
+    TEACH_STYLES,
     AnswerCache,
     cache_key,
     filter_answer,
@@ -91,6 +92,10 @@ def test_raft_layout_is_seeded_and_excludes_the_golden_chunk():
                                           "runs on one CR2032 coin cell for about 18 months")[0]
     msgs = teacher_messages("How heavy is it?", hits)
     assert msgs[-1]["content"].endswith(TEACH_STYLE) and f"Passage [{n}]" in msgs[-1]["content"]
+    phrase = teacher_messages("How heavy is it?", hits, "phrase")
+    assert phrase[-1]["content"].endswith(TEACH_STYLES["phrase"]) and phrase[:-1] == msgs[:-1]
+    with pytest.raises(ValueError, match="teacher.style"):
+        teacher_messages("How heavy is it?", hits, "essay")
 
 
 def test_cache_key_covers_chunk_question_teacher_and_prompt():
