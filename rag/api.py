@@ -234,7 +234,7 @@ class RAG:
 
         self._check(question, k, mode)
         return chain.answer(question, retrieve=self._retrieve_fn(k, mode, filter, collections), llm=self.llm,
-                            settings=self.settings, history=history, **gen)
+                            settings=self.settings, history=history, select=self._select_fn(), **gen)
 
     def stream(self, question: str, k: int | None = None, mode: str | None = None,
                filter: Filter | dict[str, Any] | None = None,
@@ -249,7 +249,7 @@ class RAG:
 
         self._check(question, k, mode)
         return chain.stream(question, retrieve=self._retrieve_fn(k, mode, filter, collections), llm=self.llm,
-                            settings=self.settings, history=history, **gen)
+                            settings=self.settings, history=history, select=self._select_fn(), **gen)
 
     def chat(self, message: str, history: list[dict[str, str]] | None = None, **kw: Any):
         """One chat turn: the follow-up is rewritten into a standalone question first.
@@ -270,6 +270,15 @@ class RAG:
                      collections: Sequence[str] | None = None):
         flt = with_collections(_as_filter(filter), collections)  # validated before anything runs
         return lambda q: self.retrieve(q, k=k, mode=mode, filter=flt)
+
+    def _select_fn(self):
+        """The sentence selection the chain applies before the prompt (``retrieval.sentences``; None when 0)."""
+        n = self.settings.retrieval.sentences
+        if not n:
+            return None
+        from rag.selection import select_sentences
+
+        return lambda q, hits: select_sentences(q, hits, self.embed, n)
 
     # -- info ---------------------------------------------------------------------------------
     def stats(self, collections: Sequence[str] | None = None) -> dict[str, Any]:

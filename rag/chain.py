@@ -205,6 +205,7 @@ def condense_question(question: str, history: Sequence[Any] | None, llm: LLM) ->
 # --- the chain --------------------------------------------------------------------------------
 
 Retrieve = Callable[[str], list[Hit]]
+Select = Callable[[str, list[Hit]], list[Hit]]  # (question, retrieved hits) -> what the LLM reads
 
 
 def _max_new_tokens(settings: Settings | None, opts: dict[str, Any]) -> int:
@@ -279,7 +280,7 @@ class StreamingAnswer:
 
 
 def _prepare(question: str, retrieve: Retrieve, llm: LLM, settings: Settings | None, history: Sequence[Any] | None,
-             opts: dict[str, Any]) -> dict[str, Any]:
+             opts: dict[str, Any], select: Select | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     standalone = question
@@ -289,6 +290,10 @@ def _prepare(question: str, retrieve: Retrieve, llm: LLM, settings: Settings | N
     t = time.perf_counter()
     hits = list(retrieve(standalone))
     timings["retrieve_s"] = time.perf_counter() - t
+    if select is not None and hits:
+        t = time.perf_counter()
+        hits = list(select(standalone, hits))
+        timings["select_s"] = time.perf_counter() - t
     max_new = _max_new_tokens(settings, opts)
     t = time.perf_counter()
     kept, dropped = pack_context(standalone, hits, llm, max_new) if hits else ([], 0)
@@ -354,7 +359,7 @@ def _finish(state: dict[str, Any], text: str, reported_finish: str | None = None
 
 
 def stream(question: str, *, retrieve: Retrieve, llm: LLM, settings: Settings | None = None,
-           history: Sequence[Any] | None = None, **opts: Any) -> StreamingAnswer:
+           history: Sequence[Any] | None = None, select: Select | None = None, **opts: Any) -> StreamingAnswer:
     """Rewrite (with history), retrieve and pack now; generate lazily while the result is iterated.
 
     Args:
@@ -363,9 +368,11 @@ def stream(question: str, *, retrieve: Retrieve, llm: LLM, settings: Settings | 
         llm: an :class:`rag.llms.LLM`.
         settings: the settings tree (``llm.max_new_tokens`` bounds the answer); optional.
         history: earlier turns, ``[{"role": "user"|"assistant", "content": ...}]`` or pairs.
+        select: ``(question, hits) -> hits`` between retrieval and the prompt, e.g. the sentence
+            selection of :mod:`rag.selection` (``RAG.ask`` passes it); None: the whole passages.
         opts: generation options passed to the LLM (temperature, top_p, max_new_tokens, stop).
     """
-    state = _prepare(question, retrieve, llm, settings, history, opts)
+    state = _prepare(question, retrieve, llm, settings, history, opts, select)
     if state["fixed_text"] is not None:
         return StreamingAnswer(state, iter([state["fixed_text"]]))
     state["gen_start"] = time.perf_counter()
@@ -419,11 +426,12 @@ def _generate(state: dict[str, Any], llm: LLM, kept: Sequence[Hit]) -> Iterator[
 
 
 def answer(question: str, *, retrieve: Retrieve, llm: LLM, settings: Settings | None = None,
-           history: Sequence[Any] | None = None, **opts: Any) -> Answer:
+           history: Sequence[Any] | None = None, select: Select | None = None, **opts: Any) -> Answer:
     """The whole chain in one call; see :func:`stream` for the args.
 
     Generation is streamed internally, so an answer that starts repeating itself stops at once
     instead of running to the token limit (the same text greedy ``generate`` would give, cut).
     """
-    streaming = stream(question, retrieve=retrieve, llm=llm, settings=settings, history=history, **opts)
+    streaming = stream(question, retrieve=retrieve, llm=llm, settings=settings, history=history, select=select,
+                       **opts)
     return streaming.answer

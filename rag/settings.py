@@ -56,6 +56,9 @@ class RetrievalSettings(_Section):
         "Hybrid: weight of how well the question names a chunk's document (BM25 over each document's "
         "context-line identity: company, form, period, title; rag/doc_prior.py); 0 = off."))
     reranker: str | None = Field(None, description="Cross-encoder model id or path for re-ranking (off if unset).")
+    sentences: int = Field(10, ge=0, description=(
+        "Sentences the LLM reads: the N of the k passages most similar to the question, in passage order "
+        "(rag/selection.py); 0 = the whole passages."))
 
 
 class LLMSettings(_Section):
