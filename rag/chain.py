@@ -242,7 +242,7 @@ class StreamingAnswer:
         first = True
         pieces = iter(self._pieces)
         guard = RepetitionGuard()
-        reason = None
+        reason, pending = None, ""
         while not guard.stopped:
             try:
                 piece = guard.feed(next(pieces))
@@ -251,6 +251,11 @@ class StreamingAnswer:
                 piece = guard.finish()
                 if not piece:
                     break
+            # trailing whitespace is held back until more text follows: an answer's last "\n" is
+            # never shown, so the streamed text equals Answer.text (an attributed " [n]" included)
+            body = pending + (piece or "")
+            piece = body.rstrip()
+            pending = body[len(piece):]
             if piece:
                 if first:
                     self._state["timings"]["first_token_s"] = time.perf_counter() - self._state["t0"]
@@ -266,6 +271,7 @@ class StreamingAnswer:
             reason = "stop"
         text, cite = guard.text, _attributed_citation(self._state, guard.text)
         if cite:
+            text = text.rstrip()
             self._parts.append(cite)
             yield cite
         self._answer = _finish(self._state, text + cite, reason, repeated=guard.stopped)

@@ -161,6 +161,10 @@ def test_uncited_answer_held_by_one_passage_gets_its_citation_flagged_attributed
     assert a.text.endswith("potassium. [2]") and a.citations == [2] and "attributed" in a.flags
     streamed = chain.stream("q", retrieve=lambda q: list(HITS), llm=FakeLLM(script=["1889"]), settings=Settings())
     assert list(streamed)[-1] == " [1]" and streamed.answer.text == "1889 [1]"  # streamed like any piece
+    # an answer ending in a line break (SmolLM2 on the demo question): the shown text is the answer's
+    streamed = chain.stream("q", retrieve=lambda q: list(HITS), llm=FakeLLM(script=["It was 1889.\n\n"]),
+                            settings=Settings())
+    assert "".join(streamed) == streamed.answer.text == "It was 1889. [1]"
 
 
 def test_weakly_supported_answer_is_not_credited_but_points_at_a_passage_implicitly():
