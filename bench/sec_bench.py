@@ -225,21 +225,27 @@ def score(qs: list[dict], hits: list[list]) -> dict:
 ABLATION = ("title", "identity", "section", "table")
 
 
-def answer_numbers_in_answers(qs: list[dict], hits: list[list], settings, n: int, log) -> dict:
+def answer_numbers_in_answers(qs: list[dict], hits: list[list], settings, n: int, log, embed) -> dict:
     """The default LLM answers up to ``n`` questions with figures from their top-k passages
-    (``settings.retrieval.k``, the chain exactly as ``rag ask`` runs it); per question, the share
-    of the reference figures in the answer and in the passages the model was shown."""
+    (``settings.retrieval.k`` and the ``retrieval.sentences`` selection made with ``embed``: the
+    chain exactly as ``rag ask`` runs it); per question, the share of the reference figures in the
+    answer and in the passages the model was shown."""
     from eval.metrics import strip_citations
     from rag import chain
     from rag.llms import open_llm
+    from rag.selection import select_sentences
+
+    def select(question, top):
+        return select_sentences(question, top, embed, settings.retrieval.sentences)
 
     llm = open_llm("", settings)
     k = settings.retrieval.k
     rows = []
     for q, h in [(q, h) for q, h in zip(qs, hits) if q["numbers"]][:n]:
         t0 = time.perf_counter()
-        a = chain.answer(q["question"], retrieve=lambda _q, top=h[:k]: list(top), llm=llm, settings=settings)
-        shown = set().union(*(passage_numbers(x.text) for x in h[:k]))
+        a = chain.answer(q["question"], retrieve=lambda _q, top=h[:k]: list(top), llm=llm, settings=settings,
+                         select=select)
+        shown = set().union(*(passage_numbers(s.text) for s in a.sources))
         said = passage_numbers(strip_citations(a.text))
         rows.append({"question": q["question"], "answer": a.text, "numbers": sorted(q["numbers"]),
                      "in_answer": len(q["numbers"] & said) / len(q["numbers"]),
@@ -253,7 +259,7 @@ def answer_numbers_in_answers(qs: list[dict], hits: list[list], settings, n: int
     def mean(key: str) -> float:
         return float(np.mean([r[key] for r in rows])) if rows else 0.0
 
-    return {"llm": llm_name, "k": k, "n": len(rows), "numbers_in_answer": mean("in_answer"),
+    return {"llm": llm_name, "k": k, "sentences": settings.retrieval.sentences, "n": len(rows), "numbers_in_answer": mean("in_answer"),
             "any_number_in_answer": mean("any_in_answer"), "numbers_in_passages": mean("in_passages"),
             "median_s": float(np.median([r["seconds"] for r in rows])) if rows else 0.0, "rows": rows}
 
@@ -292,7 +298,8 @@ def bench(distractors: bool = False, ablation: bool = False, log=print, answers:
                 runs[key] = {"chunks": len(chunks), **score(qs, h)}
                 log(f"    {key}: {_line(runs[key]['all'])} ({len(chunks)} chunks, {time.perf_counter() - t0:.0f} s)")
             if answers and name == "sec" and not label:
-                generated = answer_numbers_in_answers(qs, hits[settings.retrieval.mode], settings, answers, log)
+                generated = answer_numbers_in_answers(qs, hits[settings.retrieval.mode], settings, answers, log,
+                                                      emb.embed)
         t0 = time.perf_counter()
         naive = naive_chunks(files, log)
         runs[f"{name} langchain"] = {"chunks": len(naive), **score(qs, _hits_naive(naive, emb, qs))}
