@@ -170,7 +170,8 @@ def teacher_lines(r: dict) -> list[str]:
     t = r.get("teach")
     if not t:
         return []
-    lines = ["", (f"Training answers by the teacher **{t['teacher']}** (questions written by "
+    lines = ["", (f"Training answers by the teacher **{t['teacher']}** (answer style "
+                  f"`teacher.style={t.get('style', 'sentence')}`, questions written by "
                   f"{'the teacher' if t['questions_by'] == 'teacher' else 'the synthesise stage'}): "
                   f"{t['asked']} asked, **{t['kept']} kept**, dropped by reason: "
                   f"{', '.join(f'{k} {v}' for k, v in t['dropped'].items()) or 'none'}; {t['generated']} replies "

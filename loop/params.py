@@ -58,7 +58,7 @@ class TeacherParams:
     mode: str = param("hybrid", "Retrieval mode for the distractors.")
     max_words: int = param(30, "Longer teacher answers are dropped (too_long).")
     max_new_tokens: int = param(64, "Teacher answer tokens at most.")
-    style: str = param("sentence", "Answer style the teacher is asked for: sentence (one short sentence) or "
+    style: str = param("phrase", "Answer style the teacher is asked for: sentence (one short sentence) or "
                        "phrase (the bare answer span, as SQuAD's references are).")
     questions: bool = param(False, "The teacher also writes the training questions (same filters as synthesise).")
     attribute: bool = param(False, "Keep an uncited answer grounded in the golden passage (counted "
