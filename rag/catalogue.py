@@ -12,11 +12,11 @@ name                     source
 =======================  ==========================================================================
 
 The default LLM (spec ``''``) is the first installed model of :data:`DEFAULT_ORDER`: the best
-answers within a latency budget of ~15 s per question on a 2-core CPU (docs/llms.md, "Answer
-quality per model": on 300 SQuAD questions Qwen2.5-Coder-0.5B scores answer F1 0.229 at a p50 of
-12.5 s against SmolLM2-135M's 0.049 at 6.6 s). The 1.5B doubles the 0.5B's F1 on the same 50
-questions (0.398 vs 0.196) but takes ~29 s a question at one thread, so it is not in the order:
-name it to use it.
+answers within a latency budget of ~15 s per question on a 2-core CPU, measured through the default
+chain (docs/llms.md, "Answer quality per model"). With the chain's sentence selection the 1.5B
+scores SQuAD answer F1 0.481 on 50 questions at a p50 of 5.3 s on the idle box (10.6 s at one
+thread beside another job), the 0.5B 0.202 on the same questions (4.9 s at one thread), SmolLM2-135M
+0.061 on 300 (2.6 s).
 
 Assembled and downloaded files live in the model cache, ``settings.models_dir`` (default
 ``~/.cache/ragtune/models``, ``RAGTUNE_MODELS_DIR``). The part packages are third-party uploads:
@@ -107,7 +107,7 @@ CATALOGUE: dict[str, ModelEntry] = {e.name: e for e in (
 
 
 # Best first; the packaged SmolLM2 is always installed with ragtune, so the list never runs dry.
-DEFAULT_ORDER = ("qwen2.5-coder-0.5b", "smollm2-135m")
+DEFAULT_ORDER = ("qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b", "smollm2-135m")
 
 
 def default_entry(root: Path | None = None) -> ModelEntry:

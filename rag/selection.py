@@ -1,6 +1,6 @@
 """Sentence selection: the LLM reads only the retrieved sentences most like the question.
 
-Small local models read long context badly and slowly: the 0.5B default picks the wrong span from
+Small local models read long context badly and slowly: the Qwen 0.5B picks the wrong span from
 five whole passages (~1,150 prompt tokens) far more often than from the ten best sentences of those
 passages, and prefilling the whole passages is most of its latency on a CPU. So, after retrieval
 and before the prompt is packed, every retrieved passage is split into sentences, the question and

