@@ -280,7 +280,8 @@ def render(r: dict) -> str:
         *([("- The extractive generator writes template questions (\"What is X?\", fill in the blank) with clause-span "
             "answers; SQuAD's human questions are phrased differently, so the adapter mostly learns the answer "
             "*format* (short span + citation) rather than how to find facts.")] if not r.get("teach") else
-          [(f"- The teacher's answers are sentences (the distilled student's mean answer is "
+          [(f"- The teacher was asked for {'phrases' if r['teach'].get('style') == 'phrase' else 'sentences'} "
+            f"(`teacher.style`; the distilled student's mean answer is "
             f"{r['answers']['adapter']['mean_words']:.1f} words where SQuAD's references are phrases), and "
             f"{r['teach']['kept']} of {r['teach']['asked']} teacher answers passed the filter: the student learns "
             "from a few dozen examples.")] if r.get("answers") else []),
