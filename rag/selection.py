@@ -24,7 +24,7 @@ import numpy as np
 
 from rag.types import Hit
 
-__all__ = ["GAP", "select_sentences", "split_sentences"]
+__all__ = ["GAP", "is_selection_of", "select_sentences", "split_sentences"]
 
 # A sentence ends at . ! or ? (closing quotes/brackets included) before a space and a capital,
 # digit, quote or bracket: "3.5 times" and "U.S. law" do not end one. Line breaks inside a
@@ -125,3 +125,11 @@ def select_sentences(question: str, hits: Sequence[Hit], embed: Callable[[list[s
         chosen.setdefault(i, []).append(j)
     return [dataclasses.replace(hit, text=_compose(parsed[i][0], parsed[i][1], chosen[i]), metadata=dict(hit.metadata))
             for i, hit in enumerate(hits) if i in chosen]
+
+
+def is_selection_of(text: str, chunk_text: str) -> bool:
+    """True when ``text`` (a source's text) is ``chunk_text`` or made only of its pieces, as
+    :func:`select_sentences` cuts them (whitespace ignored): for checks that a source is a stored chunk."""
+    whole = " ".join(chunk_text.split())
+    pieces = [" ".join(p.split()) for line in text.split("\n") for p in line.split(GAP.strip())]
+    return bool(whole) and all(p in whole for p in pieces if p)

@@ -10,7 +10,7 @@ import pytest
 
 from rag import chain
 from rag.api import RAG
-from rag.selection import GAP, select_sentences, split_sentences
+from rag.selection import GAP, is_selection_of, select_sentences, split_sentences
 from rag.types import Hit
 from tests.unit.rag.test_chain import FakeLLM
 
@@ -101,3 +101,12 @@ def test_headings_and_paragraphs_survive_the_cut(embedder):
     out = select_sentences("Can I return an opened widget?", [Hit("f", faq, "faq.md", 0, 1.0)], embedder.embed, 2)
     assert out[0].text == ("## Refund policy\nYou can return an unused widget within 45 days. Opened widgets can be "
                            "returned for a refund minus a 10% restocking fee.")
+
+
+def test_a_selection_is_recognised_as_cut_from_its_chunk(embedder):
+    for n in (1, 2, 4):
+        for hit in select_sentences("How heavy is the Acme Widget?", _hits(), embedder.embed, n):
+            assert is_selection_of(hit.text, {h.id: h.text for h in _hits()}[hit.id])
+    assert is_selection_of(WIDGET, WIDGET)
+    assert not is_selection_of("It weighs 150 grams.", WIDGET)
+    assert not is_selection_of(f"It weighs 140 grams{GAP}Trains leave hourly.", WIDGET)
